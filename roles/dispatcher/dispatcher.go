@@ -1,0 +1,95 @@
+package dispatcher
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+
+	"github.com/urfave/cli/v2"
+	"go.uber.org/zap"
+
+	"github.com/dispatcher-dev/dispatcher/roles/internal/cmdutil"
+	"github.com/dispatcher-dev/dispatcher/roles/internal/config"
+	"github.com/dispatcher-dev/dispatcher/roles/internal/logging"
+)
+
+// Usage is the one-line description shown in help.
+const Usage = "run allowlisted scripts on agent hosts over mutual TLS"
+
+// DefaultConfig is where dispatcher.conf is read from without --config.
+const DefaultConfig = "/etc/dispatcher/dispatcher.conf"
+
+// Commands returns the dispatcher role's commands.
+func Commands() []*cli.Command {
+	cmds := []*cli.Command{setupCACommand(), setupDispatcherCommand(), demoCommand()}
+	for _, c := range cmds {
+		c.Flags = append(c.Flags, globalFlags()...)
+		c.Action = reportErrors(c.Action)
+	}
+	return cmds
+}
+
+// globalFlags are accepted by every command, before or after its arguments.
+func globalFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "config", Value: DefaultConfig, EnvVars: []string{"DISPATCHER_CONFIG"}, Usage: "dispatcher.conf to read"},
+		&cli.IntFlag{Name: "port", Usage: "agent port, when a host does not name one (default: the agent's registered port, else 7443)"},
+		&cli.BoolFlag{Name: "json", Usage: "print results and errors as JSON"},
+		&cli.StringFlag{Name: "username", EnvVars: []string{"USER"}, Usage: "user name passed to auth hooks"},
+		&cli.StringFlag{Name: "token", EnvVars: []string{"DISPATCHER_TOKEN"}, Usage: "token passed to auth hooks and agents (the flag wins over $DISPATCHER_TOKEN)"},
+	}
+}
+
+// env is what a command works with once the config is loaded.
+type env struct {
+	cfg   *config.Dispatcher
+	log   *zap.Logger
+	close func() error
+}
+
+// load reads dispatcher.conf and builds the logger it asks for. A missing
+// file at the default path means defaults; a missing file named with
+// --config is an error.
+func load(c *cli.Context) (*env, error) {
+	path := c.String("config")
+	boot, closeBoot, err := logging.New(logging.Options{Output: "stderr", Tag: "dispatcher", Stderr: c.App.ErrWriter})
+	if err != nil {
+		return nil, err
+	}
+	defer closeBoot()
+	cfg, err := config.LoadDispatcher(path, boot)
+	if errors.Is(err, fs.ErrNotExist) && !c.IsSet("config") {
+		cfg, err = config.DefaultDispatcher(), nil
+	}
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("config file %s does not exist: create it or leave out --config to use the defaults", path)
+		}
+		return nil, err
+	}
+	log, closeLog, err := logging.New(logging.Options{Output: cfg.Log, Format: cfg.LogFormat, Tag: "dispatcher", Stderr: c.App.ErrWriter})
+	if err != nil {
+		return nil, fmt.Errorf("set up logging: %w", err)
+	}
+	return &env{cfg: cfg, log: log, close: closeLog}, nil
+}
+
+// reportErrors makes --json errors JSON on stdout; without --json the error
+// goes back to roles.Main, which prints it on stderr.
+func reportErrors(action cli.ActionFunc) cli.ActionFunc {
+	return func(c *cli.Context) error {
+		err := action(c)
+		if err == nil || !c.Bool("json") {
+			return err
+		}
+		_ = writeJSON(c, map[string]any{"ok": false, "error": err.Error()})
+		return cmdutil.Exit(cmdutil.Code(err), nil)
+	}
+}
+
+func writeJSON(c *cli.Context, v any) error {
+	enc := json.NewEncoder(c.App.Writer)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}

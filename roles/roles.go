@@ -1,0 +1,185 @@
+package roles
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"path/filepath"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/dispatcher-dev/dispatcher/roles/agent"
+	"github.com/dispatcher-dev/dispatcher/roles/api"
+	"github.com/dispatcher-dev/dispatcher/roles/dispatcher"
+	"github.com/dispatcher-dev/dispatcher/roles/internal/cmdutil"
+	"github.com/dispatcher-dev/dispatcher/roles/pairing"
+)
+
+// The four roles.
+const (
+	Dispatcher = "dispatcher"
+	Agent      = "agent"
+	API        = "api"
+	Pairing    = "pairing"
+)
+
+// byName maps the basename the binary was started under to its role. Any
+// name not listed (dispatcher-linux-amd64, a renamed copy) is the
+// dispatcher.
+var byName = map[string]string{
+	"dispatcher":         Dispatcher,
+	"dispatcher-agent":   Agent,
+	"dispatcher-api":     API,
+	"dispatcher-pairing": Pairing,
+}
+
+// programName is how each role names itself in help, --version and errors.
+var programName = map[string]string{
+	Dispatcher: "dispatcher",
+	Agent:      "dispatcher-agent",
+	API:        "dispatcher-api",
+	Pairing:    "dispatcher-pairing",
+}
+
+// RoleOf returns the role for argv[0]. Symlinks are deliberately not
+// resolved: a symlink named dispatcher-agent selects the agent role.
+func RoleOf(argv0 string) string {
+	if r, ok := byName[filepath.Base(argv0)]; ok {
+		return r
+	}
+	return Dispatcher
+}
+
+// Main runs the role selected by args[0] with args[1:] and returns the
+// process exit code. It never calls os.Exit.
+func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	argv0 := "dispatcher"
+	if len(args) > 0 {
+		argv0 = args[0]
+		args = args[1:]
+	}
+	role := RoleOf(argv0)
+	err := run(ctx, NewApp(role, stdin, stdout, stderr), args)
+	if err != nil {
+		if msg := err.Error(); msg != "" && !isSilent(err) {
+			fmt.Fprintf(stderr, "%s: %s\n", programName[role], msg)
+		}
+	}
+	return cmdutil.Code(err)
+}
+
+// isSilent reports an ExitError without a message: the command already
+// told the user (for instance as JSON on stdout).
+func isSilent(err error) bool {
+	ee, ok := err.(*cmdutil.ExitError)
+	return ok && ee.Err == nil
+}
+
+func run(ctx context.Context, app *cli.App, args []string) error {
+	argv := append([]string{app.Name}, cmdutil.Permute(app, args)...)
+	return app.RunContext(ctx, argv)
+}
+
+// NewApp builds the command-line application of role. Nothing in it writes
+// to the process's own streams or exits: output goes to stdout and stderr,
+// input comes from stdin, and errors come back from Run.
+func NewApp(role string, stdin io.Reader, stdout, stderr io.Writer) *cli.App {
+	name := programName[role]
+	app := &cli.App{
+		Name:            name,
+		HelpName:        name,
+		Reader:          stdin,
+		Writer:          stdout,
+		ErrWriter:       stderr,
+		HideVersion:     true,
+		HideHelpCommand: false,
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "version", Usage: "print the version, commit and Go version, then exit"},
+		},
+		ExitErrHandler: func(*cli.Context, error) {}, // roles.Main decides exit codes
+		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
+			return cmdutil.Usagef("%v (see %s --help)", err, name)
+		},
+		Action: func(c *cli.Context) error {
+			if c.Bool("version") {
+				fmt.Fprintln(c.App.Writer, cmdutil.VersionLine(name))
+				return nil
+			}
+			return unknownCommand(c)
+		},
+	}
+	switch role {
+	case Agent:
+		app.Usage = agent.Usage
+		app.Commands = agent.Commands()
+	case API:
+		app.Usage = api.Usage
+		app.Commands = api.Commands()
+	case Pairing:
+		app.Usage = pairing.Usage
+		app.Commands = pairing.Commands()
+	default:
+		app.Usage = dispatcher.Usage
+		app.Commands = append(dispatcher.Commands(), delegations(stdin, stdout, stderr)...)
+	}
+	app.Commands = append(app.Commands, versionCommand(name))
+	for _, c := range app.Commands {
+		setUsageErrors(c, name)
+	}
+	return app
+}
+
+// delegations are the subcommand forms of the other roles:
+// "dispatcher agent …" is "dispatcher-agent …", and so on.
+func delegations(stdin io.Reader, stdout, stderr io.Writer) []*cli.Command {
+	var cmds []*cli.Command
+	for _, r := range []string{Agent, API, Pairing} {
+		r := r
+		cmds = append(cmds, &cli.Command{
+			Name:            r,
+			Usage:           "run as " + programName[r] + " (same as starting the binary under that name)",
+			SkipFlagParsing: true,
+			HideHelp:        true,
+			Action: func(c *cli.Context) error {
+				return run(c.Context, NewApp(r, stdin, stdout, stderr), c.Args().Slice())
+			},
+		})
+	}
+	return cmds
+}
+
+func versionCommand(name string) *cli.Command {
+	return &cli.Command{
+		Name:  "version",
+		Usage: "print the version, commit and Go version",
+		Action: func(c *cli.Context) error {
+			fmt.Fprintln(c.App.Writer, cmdutil.VersionLine(name))
+			return nil
+		},
+	}
+}
+
+// unknownCommand prints usage on stderr and asks for exit 2.
+func unknownCommand(c *cli.Context) error {
+	out := c.App.Writer
+	c.App.Writer = c.App.ErrWriter
+	defer func() { c.App.Writer = out }()
+	if c.NArg() == 0 {
+		_ = cli.ShowAppHelp(c)
+		return cmdutil.Exit(cmdutil.ExitUsage, nil)
+	}
+	fmt.Fprintf(c.App.ErrWriter, "%s: unknown command %q\n\n", c.App.Name, c.Args().First())
+	_ = cli.ShowAppHelp(c)
+	return cmdutil.Exit(cmdutil.ExitUsage, nil)
+}
+
+func setUsageErrors(c *cli.Command, name string) {
+	if c.OnUsageError == nil {
+		c.OnUsageError = func(_ *cli.Context, err error, _ bool) error {
+			return cmdutil.Usagef("%v (see %s %s --help)", err, name, c.Name)
+		}
+	}
+	for _, sub := range c.Subcommands {
+		setUsageErrors(sub, name)
+	}
+}
