@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"testing"
 
@@ -42,8 +43,8 @@ func TestScripts(t *testing.T) {
 			return nil
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
-			"mode":  cmdMode,
-			"exits": cmdExits,
+			"mode":   cmdMode,
+			"exits":  cmdExits,
 			"expand": cmdExpand,
 		},
 	})
@@ -98,5 +99,7 @@ func cmdExpand(ts *testscript.TestScript, neg bool, args []string) {
 	}
 	data := ts.ReadFile(args[0])
 	out := os.Expand(data, ts.Getenv)
-	ts.Check(os.WriteFile(ts.MkAbs(args[1]), []byte(out), 0o640))
+	dst := ts.MkAbs(args[1])
+	ts.Check(os.MkdirAll(filepath.Dir(dst), 0o755))
+	ts.Check(os.WriteFile(dst, []byte(out), 0o640))
 }

@@ -72,7 +72,12 @@ func Permute(app *cli.App, args []string) []string {
 // of the command names (command, subcommand, …) and the deepest command.
 func findCommand(app *cli.App, args []string) ([]int, *cli.Command) {
 	cmds := app.Commands
+	// Before the command is known, an option's kind comes from any command:
+	// global options are shared by all of them.
 	valued := valueFlags(app.Flags)
+	for _, c := range cmds {
+		valued = mergeValued(valued, c.Flags)
+	}
 	var path []int
 	var found *cli.Command
 	for i := 0; i < len(args); i++ {

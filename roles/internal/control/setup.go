@@ -190,8 +190,8 @@ func writePair(o pki.Options, at Pair, key crypto.Signer, cert *x509.Certificate
 	return w, nil
 }
 
-// keepOld hard-links an existing file to PATH.old-STAMP so that a forced
-// replacement loses nothing. It returns "" when there was nothing to keep.
+// keepOld hard-links an existing file to PATH.old-STAMP (PATH.old-STAMP-N
+// when that is taken) so that a forced replacement loses nothing. It returns "" when there was nothing to keep.
 func keepOld(path, stamp string) (string, error) {
 	fi, err := os.Lstat(path)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -204,10 +204,16 @@ func keepOld(path, stamp string) (string, error) {
 		return "", fmt.Errorf("%s is a symlink: refusing to replace it; remove the link and try again", path)
 	}
 	backup := path + ".old-" + stamp
-	if err := os.Link(path, backup); err != nil {
-		return "", fmt.Errorf("keep a copy of %s: %w", path, err)
+	for n := 2; ; n++ {
+		err := os.Link(path, backup)
+		if err == nil {
+			return backup, nil
+		}
+		if !errors.Is(err, fs.ErrExist) || n > 100 {
+			return "", fmt.Errorf("keep a copy of %s: %w", path, err)
+		}
+		backup = fmt.Sprintf("%s.old-%s-%d", path, stamp, n)
 	}
-	return backup, nil
 }
 
 func now(o pki.Options) time.Time {
