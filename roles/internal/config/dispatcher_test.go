@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 )
 
 func TestDispatcherDefaults(t *testing.T) {
@@ -310,5 +311,42 @@ func TestLogOutput(t *testing.T) {
 	}
 	if got := c.LogOutput(); got != want {
 		t.Errorf("LogOutput() = %q, want %q", got, want)
+	}
+}
+
+// TestShippedExamples: the example configs in packaging/ load without
+// errors or warnings, and their commented defaults are the real defaults.
+func TestShippedExamples(t *testing.T) {
+	dir := filepath.Join("..", "..", "..", "packaging", "examples")
+	d, err := LoadDispatcher(filepath.Join(dir, "dispatcher.conf"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(d.Warnings) != 0 {
+		t.Errorf("dispatcher.conf warnings: %v", d.Warnings)
+	}
+	if diff := cmp.Diff(DefaultDispatcher(), d, cmpopts.EquateEmpty()); diff != "" {
+		t.Errorf("the all-commented dispatcher.conf is not the defaults (-want +got):\n%s", diff)
+	}
+	a, err := LoadAgent(filepath.Join(dir, "agent.conf"), nil, func() (string, error) { return "web-01", nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(a.Warnings) != 0 {
+		t.Errorf("agent.conf warnings: %v", a.Warnings)
+	}
+	scripts, warns, err := LoadScripts(filepath.Join(dir, "scripts.conf"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(warns) != 0 {
+		t.Errorf("scripts.conf warnings: %v", warns)
+	}
+	want := []Script{
+		{Name: "deploy", Path: "/opt/dispatcher/scripts/deploy", Timeout: 10 * time.Minute, User: "deploy", Group: "deploy", Env: map[string]string{"DEPLOY_ENV": "prod"}},
+		{Name: "uptime", Path: "/usr/bin/uptime"},
+	}
+	if diff := cmp.Diff(want, scripts, cmpopts.IgnoreFields(Script{}, "Line")); diff != "" {
+		t.Errorf("scripts.conf (-want +got):\n%s", diff)
 	}
 }
