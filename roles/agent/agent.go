@@ -5,5 +5,26 @@ import "github.com/urfave/cli/v2"
 // Usage is the one-line description shown in help.
 const Usage = "agent daemon: runs allowlisted scripts for the dispatcher over mutual TLS"
 
+// Default paths of the agent's files.
+const (
+	DefaultConfig    = "/etc/dispatcher-agent/agent.conf"
+	DefaultAllowlist = "/etc/dispatcher-agent/scripts.conf"
+)
+
 // Commands returns the agent role's commands.
-func Commands() []*cli.Command { return nil }
+func Commands() []*cli.Command {
+	cmds := []*cli.Command{serveCommand()}
+	for _, c := range cmds {
+		c.Flags = append(c.Flags, globalFlags()...)
+	}
+	return cmds
+}
+
+// globalFlags are accepted by every agent command, before or after its
+// arguments.
+func globalFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "config", Value: DefaultConfig, EnvVars: []string{"DISPATCHER_AGENT_CONFIG"}, Usage: "agent.conf to read"},
+		&cli.StringFlag{Name: "allowlist", Value: DefaultAllowlist, EnvVars: []string{"DISPATCHER_AGENT_ALLOWLIST"}, Usage: "scripts.conf to read"},
+	}
+}

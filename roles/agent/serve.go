@@ -1,0 +1,55 @@
+package agent
+
+import (
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/dispatcher-dev/dispatcher/roles/internal/logging"
+)
+
+func serveCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "serve",
+		Usage: "serve the dispatcher on port 7443 (mutual TLS) until SIGTERM; SIGHUP reloads",
+		Description: "Loads agent.conf, scripts.conf, the agent certificate, the CA, revoked-serials and the\n" +
+			"dispatcher-serial pin, then serves /ping, /run and /capabilities. SIGHUP reloads all of\n" +
+			"them without dropping the listening socket or runs in flight; SIGTERM stops accepting\n" +
+			"and lets runs in flight finish (up to 60 s).",
+		Action: func(c *cli.Context) error {
+			p := paths{config: c.String("config"), allowlist: c.String("allowlist"), configSet: c.IsSet("config"), allowlistSet: c.IsSet("allowlist")}
+			boot, closeBoot, err := logging.New(logging.Options{Output: logging.OutputStderr, Tag: "dispatcher-agent", Stderr: c.App.ErrWriter})
+			if err != nil {
+				return err
+			}
+			srv, err := newServer(p, boot)
+			closeBoot()
+			if err != nil {
+				return err
+			}
+			cfg := srv.snap.Load().cfg
+			log, closeLog, err := logging.New(logging.Options{Output: cfg.Log, Format: cfg.LogFormat, Tag: "dispatcher-agent", Stderr: c.App.ErrWriter})
+			if err != nil {
+				return err
+			}
+			defer closeLog()
+			srv.setLogger(log)
+
+			hup := make(chan os.Signal, 1)
+			signal.Notify(hup, syscall.SIGHUP)
+			defer signal.Stop(hup)
+			go func() {
+				for range hup {
+					_ = srv.Reload() // logged; the old snapshot stays on failure
+				}
+			}()
+			ln, err := srv.Listen()
+			if err != nil {
+				return err
+			}
+			return srv.Serve(c.Context, ln)
+		},
+	}
+}

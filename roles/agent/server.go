@@ -1,0 +1,357 @@
+package agent
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/dispatcher-dev/dispatcher/exec"
+	"github.com/dispatcher-dev/dispatcher/pki"
+	"github.com/dispatcher-dev/dispatcher/roles/internal/cmdutil"
+	"github.com/dispatcher-dev/dispatcher/roles/internal/logging"
+	"github.com/dispatcher-dev/dispatcher/wire"
+)
+
+// Timeouts of the agent's HTTP server. Runs may take long, so there is no
+// write timeout; slow clients are bounded while sending headers.
+const (
+	readHeaderTimeout = 10 * time.Second
+	idleTimeout       = 120 * time.Second
+	drainTimeout      = 60 * time.Second // SIGTERM: how long runs in flight may finish
+)
+
+// Server is the agent daemon.
+type Server struct {
+	paths  paths
+	log    *zap.Logger
+	snap   atomic.Pointer[snapshot]
+	runner *exec.Runner
+	slots  atomic.Int64 // runs in flight
+	now    func() time.Time
+}
+
+// connKey carries per-connection facts into handlers.
+type connKey struct{}
+
+type connInfo struct {
+	legacy bool // client cert without a role SAN: held to the serial pin
+	serial string
+}
+
+func newServer(p paths, log *zap.Logger) (*Server, error) {
+	s := &Server{paths: p, log: log, runner: &exec.Runner{Log: log.Named("exec")}, now: time.Now}
+	snap, err := loadSnapshot(p, log)
+	if err != nil {
+		return nil, err
+	}
+	s.snap.Store(snap)
+	return s, nil
+}
+
+// setLogger switches to the configured logger once it is known.
+func (s *Server) setLogger(log *zap.Logger) {
+	s.log = log
+	s.runner.Log = log.Named("exec")
+}
+
+// Reload builds a new snapshot and swaps it in; on failure the old one stays.
+func (s *Server) Reload() error {
+	old := s.snap.Load()
+	snap, err := loadSnapshot(s.paths, s.log)
+	if err != nil {
+		logging.EventLevel(s.log, zapcore.ErrorLevel, logging.ActionReload, zap.Bool("ok", false), zap.Error(err))
+		return err
+	}
+	s.snap.Store(snap)
+	logging.Event(s.log, logging.ActionReload, append([]zap.Field{zap.Bool("ok", true)}, snap.diff(old)...)...)
+	return nil
+}
+
+// tlsConfig checks identities against the current snapshot, so a reload
+// takes effect on the next handshake, resumed ones included.
+func (s *Server) tlsConfig() *tls.Config {
+	return &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		ClientAuth: tls.RequireAnyClientCert, // verified below, against the live snapshot
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+			return s.snap.Load().cert, nil
+		},
+		VerifyConnection: s.verifyClient,
+		NextProtos:       []string{"http/1.1"},
+	}
+}
+
+func (s *Server) verifyClient(cs tls.ConnectionState) error {
+	snap := s.snap.Load()
+	// A legacy certificate (no role SAN) passes here and meets the serial
+	// pin in identity(), which answers 403 as the Perl agent did.
+	_, err := pki.VerifyDispatcher(cs.PeerCertificates, snap.roots, s.now())
+	if err == nil && snap.revoked.Contains(cs.PeerCertificates[0].SerialNumber) {
+		err = errors.New(wire.ErrCertRevoked)
+	}
+	if err != nil {
+		serial := ""
+		if len(cs.PeerCertificates) > 0 {
+			serial = pki.FormatSerial(cs.PeerCertificates[0].SerialNumber)
+		}
+		logging.EventLevel(s.log, zapcore.WarnLevel, "identity-reject", zap.String("serial", serial), zap.String("reason", err.Error()), zap.Bool("resumed", cs.DidResume))
+		return err
+	}
+	return nil
+}
+
+// handler is the agent's HTTP surface.
+func (s *Server) handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST "+wire.PathPing, s.identity(s.handlePing))
+	mux.HandleFunc("POST "+wire.PathRun, s.identity(s.handleRun))
+	mux.HandleFunc("GET "+wire.PathCapabilities, s.identity(s.handleCapabilities))
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		wire.WriteError(w, http.StatusNotFound, "not found")
+	})
+	return wire.LimitRequests(mux)
+}
+
+// identity applies the legacy dispatcher-serial pin to certificates without
+// a role SAN; role certificates were fully checked in the handshake.
+func (s *Server) identity(next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
+			wire.WriteError(w, http.StatusForbidden, wire.ErrForbidden)
+			return
+		}
+		leaf := r.TLS.PeerCertificates[0]
+		if pki.CertRole(leaf) == pki.RoleNone {
+			snap := s.snap.Load()
+			if snap.pin == nil || snap.pin.Cmp(leaf.SerialNumber) != 0 {
+				logging.EventLevel(s.log, zapcore.WarnLevel, logging.ActionSerialReject, zap.String("serial", pki.FormatSerial(leaf.SerialNumber)),
+					zap.String("peer", peerIP(r)), zap.Bool("pinned", snap.pin != nil))
+				wire.WriteError(w, http.StatusForbidden, wire.ErrSerialMismatch)
+				return
+			}
+		}
+		next(w, r)
+	}
+}
+
+func (s *Server) handlePing(w http.ResponseWriter, r *http.Request) {
+	var req wire.PingRequest
+	if !decode(w, r, &req) {
+		return
+	}
+	snap := s.snap.Load()
+	exp := snap.leafExpiry()
+	logging.Event(s.log, logging.ActionPing, zap.String("reqid", req.ReqID), zap.String("peer", peerIP(r)))
+	wire.WriteJSON(w, http.StatusOK, wire.PingResponse{
+		Status:    "ok",
+		Host:      snap.cfg.Hostname,
+		Version:   cmdutil.Build().Version,
+		Expiry:    pki.FormatOpenSSLTime(exp),
+		ExpiryISO: exp.UTC().Format(time.RFC3339),
+		ReqID:     req.ReqID,
+	})
+}
+
+func (s *Server) handleCapabilities(w http.ResponseWriter, r *http.Request) {
+	snap := s.snap.Load()
+	resp := wire.CapabilitiesResponse{
+		Status:  "ok",
+		Host:    snap.cfg.Hostname,
+		Version: cmdutil.Build().Version,
+		Tags:    snap.cfg.Tags,
+		Scripts: []wire.ScriptInfo{},
+	}
+	for _, e := range snap.allow.Entries() {
+		fi, err := os.Stat(e.Path)
+		resp.Scripts = append(resp.Scripts, wire.ScriptInfo{Name: e.Name, Path: e.Path, Executable: err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0})
+	}
+	wire.WriteJSON(w, http.StatusOK, resp)
+}
+
+// runContext is the JSON the script reads on stdin (SPEC.md §5).
+type runContext struct {
+	Script    string   `json:"script"`
+	Args      []string `json:"args"`
+	ReqID     string   `json:"reqid"`
+	PeerIP    string   `json:"peer_ip"`
+	Username  string   `json:"username"`
+	Token     string   `json:"token"`
+	Timestamp string   `json:"timestamp"`
+}
+
+func (s *Server) handleRun(w http.ResponseWriter, r *http.Request) {
+	var req wire.RunRequest
+	if !decode(w, r, &req) {
+		return
+	}
+	if err := exec.CheckArgs(req.Args); err != nil {
+		wire.WriteError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	snap := s.snap.Load()
+	peer := peerIP(r)
+	refuse := func(msg string, fields ...zap.Field) {
+		logging.EventLevel(s.log, zapcore.WarnLevel, logging.ActionRun, append([]zap.Field{zap.String("reqid", req.ReqID),
+			zap.String("script", req.Script), zap.String("peer", peer), zap.Int("exit", -1), zap.String("error", msg)}, fields...)...)
+		s.answer(w, r, wire.RunResponse{Script: req.Script, Exit: -1, ReqID: req.ReqID, Error: msg})
+	}
+	entry, err := snap.allow.Lookup(req.Script)
+	if err != nil {
+		var na *exec.NotAllowedError
+		reason := err.Error()
+		if errors.As(err, &na) {
+			reason = na.Reason
+		}
+		refuse(wire.ErrScriptNotPermitted, zap.String("reason", reason))
+		return
+	}
+	if n := s.slots.Add(1); n > int64(snap.cfg.MaxConcurrent) {
+		s.slots.Add(-1)
+		refuse(fmt.Sprintf("agent busy: %d runs in progress (max_concurrent)", snap.cfg.MaxConcurrent))
+		return
+	}
+	defer s.slots.Add(-1)
+
+	stdin, _ := json.Marshal(runContext{
+		Script: req.Script, Args: nonNil(req.Args), ReqID: req.ReqID, PeerIP: peer,
+		Username: req.Username, Token: req.Token, Timestamp: s.now().UTC().Format(time.RFC3339),
+	})
+	xr := exec.Request{
+		Entry:       entry,
+		Args:        req.Args,
+		Stdin:       stdin,
+		Env:         map[string]string{"DISPATCHER_REQID": req.ReqID, "DISPATCHER_SCRIPT": req.Script, "DISPATCHER_USERNAME": req.Username, "DISPATCHER_PEER_IP": peer},
+		Timeout:     effectiveTimeout(req.Timeout, entry.Timeout, snap.cfg.DefaultTimeout.Duration),
+		OutputLimit: int64(snap.cfg.OutputLimit),
+		ScriptDirs:  snap.allow.ScriptDirs(),
+	}
+	var stream *wire.StreamWriter
+	if wire.WantsStream(r) {
+		stream = wire.NewStreamWriter(w)
+		xr.OnOutput = func(name string, data []byte) { _ = stream.Event(wire.NewStreamEvent(name, data)) }
+	}
+	res := s.runner.Run(r.Context(), xr)
+	resp := wire.RunResponse{Script: req.Script, Exit: res.Exit, ReqID: req.ReqID, Truncated: res.Truncated,
+		Signal: res.Signal, DurationMS: res.Duration.Milliseconds(), Error: res.Error}
+	resp.SetOutput(res.Stdout, res.Stderr)
+	logging.Event(s.log, logging.ActionRun, zap.String("reqid", req.ReqID), zap.String("script", req.Script), zap.String("peer", peer),
+		zap.String("username", req.Username), zap.Int("exit", res.Exit), zap.String("signal", res.Signal),
+		zap.Int64("duration_ms", resp.DurationMS), zap.Bool("truncated", res.Truncated), zap.String("error", res.Error))
+	if stream != nil {
+		_ = stream.Final(resp)
+		return
+	}
+	wire.WriteJSON(w, http.StatusOK, resp)
+}
+
+// answer writes a run response in the form the client asked for.
+func (s *Server) answer(w http.ResponseWriter, r *http.Request, resp wire.RunResponse) {
+	if wire.WantsStream(r) {
+		_ = wire.NewStreamWriter(w).Final(resp)
+		return
+	}
+	wire.WriteJSON(w, http.StatusOK, resp)
+}
+
+// effectiveTimeout: the entry's timeout (else default_timeout) is the
+// operator's ceiling; a shorter request timeout wins.
+func effectiveTimeout(reqSeconds int, entry, def time.Duration) time.Duration {
+	limit := entry
+	if limit == 0 {
+		limit = def
+	}
+	if reqSeconds > 0 {
+		if req := time.Duration(reqSeconds) * time.Second; limit == 0 || req < limit {
+			return req
+		}
+	}
+	return limit
+}
+
+func decode(w http.ResponseWriter, r *http.Request, v any) bool {
+	if err := wire.DecodeRequest(r, v); err != nil {
+		var re *wire.RequestError
+		if errors.As(err, &re) {
+			wire.WriteError(w, re.Status, re.Msg)
+		} else {
+			wire.WriteError(w, http.StatusBadRequest, err.Error())
+		}
+		return false
+	}
+	return true
+}
+
+func peerIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+// Listen opens the TCP listener on bind:port from agent.conf.
+func (s *Server) Listen() (net.Listener, error) {
+	cfg := s.snap.Load().cfg
+	addr := net.JoinHostPort(cfg.Bind, strconv.Itoa(cfg.Port))
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w (is another agent running? change port or bind in agent.conf)", addr, err)
+	}
+	return ln, nil
+}
+
+// Serve answers on ln until ctx ends, then drains: no new connections, runs
+// in flight get drainTimeout to finish before their connections are closed
+// (which kills their process groups).
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	cfg := s.snap.Load().cfg
+	srv := &http.Server{
+		Handler:           s.handler(),
+		TLSConfig:         s.tlsConfig(),
+		ReadHeaderTimeout: readHeaderTimeout,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    wire.MaxHeaderBytes,
+		ErrorLog:          zap.NewStdLog(s.log.Named("http").WithOptions(zap.IncreaseLevel(zapcore.WarnLevel))),
+		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+	}
+	logging.Event(s.log, logging.ActionStart, zap.String("addr", ln.Addr().String()), zap.String("host", cfg.Hostname),
+		zap.String("version", cmdutil.Build().Version), zap.Int("scripts", len(s.snap.Load().allow.Entries())))
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(tls.NewListener(ln, srv.TLSConfig)) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	dctx, cancel := context.WithTimeout(context.Background(), drainTimeout)
+	defer cancel()
+	err := srv.Shutdown(dctx)
+	if errors.Is(err, context.DeadlineExceeded) {
+		// Runs still going after the drain period: closing their
+		// connections cancels them, which kills their process groups.
+		err = srv.Close()
+	}
+	logging.Event(s.log, logging.ActionStop, zap.Int64("runs_in_flight", s.slots.Load()))
+	if err != nil {
+		return fmt.Errorf("shut down: %w", err)
+	}
+	return nil
+}
