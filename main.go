@@ -9,9 +9,12 @@ import (
 	"github.com/dispatcher-dev/dispatcher/roles"
 )
 
-func main() {
+func main() { os.Exit(run()) }
+
+// run is main without the exit, shared with the end-to-end tests, which
+// start the test binary under each role name.
+func run() int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := roles.Main(ctx, os.Args, os.Stdin, os.Stdout, os.Stderr)
-	stop()
-	os.Exit(code)
+	defer stop()
+	return roles.Main(ctx, os.Args, os.Stdin, os.Stdout, os.Stderr)
 }

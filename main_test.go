@@ -1,17 +1,20 @@
 package main
 
 import (
-	"context"
 	"errors"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/rogpeppe/go-internal/testscript"
 
-	"github.com/dispatcher-dev/dispatcher/roles"
+	"github.com/dispatcher-dev/dispatcher/pki"
 )
 
 // roleNames are the names the test binary is installed under in the
@@ -21,9 +24,7 @@ var roleNames = []string{"dispatcher", "dispatcher-agent", "dispatcher-api", "di
 func TestMain(m *testing.M) {
 	cmds := make(map[string]func(), len(roleNames))
 	for _, n := range roleNames {
-		cmds[n] = func() {
-			os.Exit(roles.Main(context.Background(), os.Args, os.Stdin, os.Stdout, os.Stderr))
-		}
+		cmds[n] = func() { os.Exit(run()) }
 	}
 	testscript.Main(m, cmds)
 }
@@ -43,9 +44,18 @@ func TestScripts(t *testing.T) {
 			return nil
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
-			"mode":   cmdMode,
-			"exits":  cmdExits,
-			"expand": cmdExpand,
+			"mode":        cmdMode,
+			"exits":       cmdExits,
+			"expand":      cmdExpand,
+			"issue-agent": cmdIssueAgent,
+			"freeport":    cmdFreePort,
+			"waitport":    cmdWaitPort,
+			"pid":         cmdPid,
+			"signal":      cmdSignal,
+			"noproc":      cmdNoProc,
+			"waitfile":    cmdWaitFile,
+			"rss-below":   cmdRSSBelow,
+			"eventually":  cmdEventually,
 		},
 	})
 }
@@ -102,4 +112,196 @@ func cmdExpand(ts *testscript.TestScript, neg bool, args []string) {
 	dst := ts.MkAbs(args[1])
 	ts.Check(os.MkdirAll(filepath.Dir(dst), 0o755))
 	ts.Check(os.WriteFile(dst, []byte(out), 0o640))
+}
+
+// issue-agent CADIR HOST DIR: what pairing will do, for tests until then —
+// a key and a certificate for agent HOST signed by the CA in CADIR, written
+// with the CA certificate to DIR/agent.key (0640), agent.crt, ca.crt.
+func cmdIssueAgent(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 3 {
+		ts.Fatalf("usage: issue-agent CADIR HOST DIR")
+	}
+	caDir, host, dir := ts.MkAbs(args[0]), args[1], ts.MkAbs(args[2])
+	certPEM, err := os.ReadFile(filepath.Join(caDir, "ca.crt"))
+	ts.Check(err)
+	keyPEM, err := os.ReadFile(filepath.Join(caDir, "ca.key"))
+	ts.Check(err)
+	ca, err := pki.LoadCA(certPEM, keyPEM)
+	ts.Check(err)
+	key, err := pki.GenerateKey(pki.Options{})
+	ts.Check(err)
+	csrPEM, err := pki.CreateCSR(pki.Options{}, key, host)
+	ts.Check(err)
+	csr, err := pki.ParseCSR(csrPEM)
+	ts.Check(err)
+	cert, err := ca.SignAgentCSR(pki.Options{}, csr, host, 365)
+	ts.Check(err)
+	der, err := pki.MarshalKeyPEM(key)
+	ts.Check(err)
+	ts.Check(os.MkdirAll(dir, 0o755))
+	ts.Check(pki.WriteFileAtomic(filepath.Join(dir, "agent.key"), der, 0o640))
+	ts.Check(pki.WriteFileAtomic(filepath.Join(dir, "agent.crt"), pki.CertPEM(cert), 0o644))
+	ts.Check(pki.WriteFileAtomic(filepath.Join(dir, "ca.crt"), certPEM, 0o644))
+}
+
+// freeport VAR: set VAR to a TCP port free on 127.0.0.1 right now.
+func cmdFreePort(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 1 {
+		ts.Fatalf("usage: freeport VAR")
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ts.Check(err)
+	port := ln.Addr().(*net.TCPAddr).Port
+	ts.Check(ln.Close())
+	ts.Setenv(args[0], strconv.Itoa(port))
+}
+
+// waitport ADDR: wait (up to 20 s) until something accepts on ADDR.
+func cmdWaitPort(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 1 {
+		ts.Fatalf("usage: waitport HOST:PORT")
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", args[0], time.Second)
+		if err == nil {
+			c.Close()
+			return
+		}
+		if time.Now().After(deadline) {
+			ts.Fatalf("nothing listens on %s: %v", args[0], err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// findProcs returns the pids whose command line has an argument equal to arg.
+func findProcs(ts *testscript.TestScript, arg string) []int {
+	ents, err := os.ReadDir("/proc")
+	ts.Check(err)
+	var pids []int
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil {
+			continue
+		}
+		for _, a := range strings.Split(string(b), "\x00") {
+			if a == arg {
+				pids = append(pids, pid)
+				break
+			}
+		}
+	}
+	return pids
+}
+
+// pid VAR ARG: set VAR to the pid of the one process with argument ARG.
+func cmdPid(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 2 {
+		ts.Fatalf("usage: pid VAR ARG")
+	}
+	pids := findProcs(ts, args[1])
+	if len(pids) != 1 {
+		ts.Fatalf("want one process with argument %q, found %v", args[1], pids)
+	}
+	ts.Setenv(args[0], strconv.Itoa(pids[0]))
+}
+
+// signal HUP|TERM|INT ARG: signal the process with argument ARG.
+func cmdSignal(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 2 {
+		ts.Fatalf("usage: signal HUP|TERM|INT ARG")
+	}
+	sig := map[string]syscall.Signal{"HUP": syscall.SIGHUP, "TERM": syscall.SIGTERM, "INT": syscall.SIGINT}[args[0]]
+	if sig == 0 {
+		ts.Fatalf("unknown signal %q", args[0])
+	}
+	pids := findProcs(ts, args[1])
+	if len(pids) != 1 {
+		ts.Fatalf("want one process with argument %q, found %v", args[1], pids)
+	}
+	ts.Check(syscall.Kill(pids[0], sig))
+}
+
+// noproc ARG: no process has argument ARG (e.g. a killed script's sleep).
+func cmdNoProc(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 1 {
+		ts.Fatalf("usage: noproc ARG")
+	}
+	// A killed process may take a moment to be reaped.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		pids := findProcs(ts, args[0])
+		if len(pids) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			ts.Fatalf("processes with argument %q still running: %v", args[0], pids)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// waitfile PATH: wait (up to 20 s) until PATH exists.
+func cmdWaitFile(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 1 {
+		ts.Fatalf("usage: waitfile PATH")
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if _, err := os.Stat(ts.MkAbs(args[0])); err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			ts.Fatalf("%s did not appear", args[0])
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// rss-below PID MB: the process's peak resident set (VmHWM) is under MB.
+func cmdRSSBelow(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 2 {
+		ts.Fatalf("usage: rss-below PID MB")
+	}
+	limit, err := strconv.Atoi(args[1])
+	ts.Check(err)
+	status, err := os.ReadFile(filepath.Join("/proc", args[0], "status"))
+	ts.Check(err)
+	for _, line := range strings.Split(string(status), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, err := strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")))
+			ts.Check(err)
+			ts.Logf("peak RSS of %s: %d MiB", args[0], kb/1024)
+			if kb/1024 >= limit {
+				ts.Fatalf("peak RSS of %s is %d MiB, want under %d", args[0], kb/1024, limit)
+			}
+			return
+		}
+	}
+	ts.Fatalf("no VmHWM in /proc/%s/status", args[0])
+}
+
+// eventually PROG ARGS...: run PROG until it succeeds, for up to 20 s (for
+// effects that land asynchronously, such as a reload after SIGHUP). The
+// last run's output can be checked with stdout and stderr.
+func cmdEventually(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) < 1 {
+		ts.Fatalf("usage: eventually PROG [ARGS...]")
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		err := ts.Exec(args[0], args[1:]...)
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			ts.Fatalf("%s kept failing: %v", args[0], err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }

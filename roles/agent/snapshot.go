@@ -33,7 +33,7 @@ type snapshot struct {
 
 // paths says where a snapshot is loaded from.
 type paths struct {
-	config, allowlist         string
+	config, allowlist       string
 	configSet, allowlistSet bool // named on the command line: a missing file is an error
 }
 

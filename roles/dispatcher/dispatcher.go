@@ -1,7 +1,6 @@
 package dispatcher
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -12,6 +11,8 @@ import (
 	"github.com/dispatcher-dev/dispatcher/roles/internal/cmdutil"
 	"github.com/dispatcher-dev/dispatcher/roles/internal/config"
 	"github.com/dispatcher-dev/dispatcher/roles/internal/logging"
+	"github.com/dispatcher-dev/dispatcher/roles/internal/output"
+	"github.com/dispatcher-dev/dispatcher/roles/internal/store"
 )
 
 // Usage is the one-line description shown in help.
@@ -22,10 +23,17 @@ const DefaultConfig = "/etc/dispatcher/dispatcher.conf"
 
 // Commands returns the dispatcher role's commands.
 func Commands() []*cli.Command {
-	cmds := []*cli.Command{setupCACommand(), setupDispatcherCommand(), demoCommand()}
+	cmds := []*cli.Command{
+		setupCACommand(), setupDispatcherCommand(),
+		runCommand(), pingCommand(), discoverCommand(), statusCommand(), listLocksCommand(),
+		demoCommand(),
+	}
 	for _, c := range cmds {
 		c.Flags = append(c.Flags, globalFlags()...)
 		c.Action = reportErrors(c.Action)
+		// No "help" subcommand (--help stays): a host named "h" or "help"
+		// must reach run and ping as a host.
+		c.HideHelpCommand = true
 	}
 	return cmds
 }
@@ -75,21 +83,25 @@ func load(c *cli.Context) (*env, error) {
 	return &env{cfg: cfg, log: log, close: closeLog}, nil
 }
 
-// reportErrors makes --json errors JSON on stdout; without --json the error
-// goes back to roles.Main, which prints it on stderr.
+// reportErrors makes --json errors JSON on stdout ({"ok":false,"error":…},
+// plus "conflicts" for a lock conflict); without --json the error goes back
+// to roles.Main, which prints it on stderr. An ExitError without a message
+// passes as it is: the command has already printed its result.
 func reportErrors(action cli.ActionFunc) cli.ActionFunc {
 	return func(c *cli.Context) error {
 		err := action(c)
-		if err == nil || !c.Bool("json") {
+		var ee *cmdutil.ExitError
+		if err == nil || !c.Bool("json") || errors.As(err, &ee) && ee.Err == nil {
 			return err
 		}
-		_ = writeJSON(c, map[string]any{"ok": false, "error": err.Error()})
+		body := map[string]any{"ok": false, "error": err.Error()}
+		var lc *store.LockConflictError
+		if errors.As(err, &lc) {
+			body["conflicts"] = lc.Pairs()
+		}
+		_ = writeJSON(c, body)
 		return cmdutil.Exit(cmdutil.Code(err), nil)
 	}
 }
 
-func writeJSON(c *cli.Context, v any) error {
-	enc := json.NewEncoder(c.App.Writer)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
-}
+func writeJSON(c *cli.Context, v any) error { return output.WriteJSON(c.App.Writer, v) }

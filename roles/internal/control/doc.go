@@ -1,10 +1,40 @@
 // Package control is what the control host does, shared by the dispatcher
-// CLI, the API and the pairing listener: today the CA and dispatcher
-// identity set-up; fan-out, approval, renewal, rotation, revocation and
-// locks join it as those features land.
+// CLI, the API and the pairing listener: the CA and dispatcher identity
+// set-up, and the fan-out of run, ping and discover to agents. Approval,
+// renewal, rotation and revocation join it as those features land.
+//
+// # Fan-out
+//
+// [Engine] holds one wire.Client per process (one connection pool with
+// keep-alive and one TLS session cache). [Engine.Run], [Engine.Ping] and
+// [Engine.Discover] take the hosts as the user named them ("name" or
+// "name:port", see [ParseTarget]) and contact them from a bounded pool of
+// Parallel goroutines. Each result is handed to the request's OnResult
+// callback as it completes (completion order, from one goroutine: output
+// can stream and a progress line can move), and the returned report holds
+// the results in the order the hosts were given.
+//
+// A host's identity is its name: the agent certificate must carry it as a
+// DNS SAN, chain to the dispatcher CA, have serverAuth and the agent role,
+// and — when the registry records a key_fingerprint — hold that very key
+// (SPEC §4). The name is dialled when it resolves, else the registry's ip;
+// the port is the first of the host argument's, --port, the registry's,
+// and 7443. Every per-host failure (resolution, connect, TLS, identity,
+// timeout, refusal) is a result — exit -1 and an error text for run,
+// status "error" for ping and discover — and never stops the other hosts.
+//
+// Every run gets a reqid ([NewReqID]: 16 hex digits, 64 random bits), takes
+// its host:script locks before any network work, is stored as running and
+// then with its results ([store.Runs]), and releases its locks when done.
+// Options.Authorize is asked before all of that: it is where the auth hook
+// plugs in.
 //
 // Functions take plain values (paths, durations, a *zap.Logger) and never
 // see CLI flags or TOML. Errors are lowercase and wrapped; callers branch on
-// *ExistsError (material already present, nothing was changed) and
-// *MissingCAError (no CA to sign with).
+// *ExistsError (material already present, nothing was changed),
+// *MissingCAError (no CA to sign with), *MissingIdentityError (no
+// dispatcher certificate, key or CA to talk to agents with) and
+// *store.LockConflictError (a run refused because some of its host:script
+// pairs are locked). Tokens are passed to agents and to Authorize only:
+// never stored, never logged.
 package control

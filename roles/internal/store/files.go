@@ -8,13 +8,27 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"github.com/dispatcher-dev/dispatcher/pki"
 )
 
-// Files is the state kept as files under a state directory.
+// Files is the state kept as files under a state directory (SPEC §2). It
+// implements Registry, Runs and Locks, and is safe for concurrent use by
+// goroutines and by processes sharing the directory.
 type Files struct{ dir string }
 
-// NewFiles returns the files store rooted at stateDir.
+var (
+	_ Registry = (*Files)(nil)
+	_ Runs     = (*Files)(nil)
+	_ Locks    = (*Files)(nil)
+)
+
+// NewFiles returns the files store rooted at stateDir. Nothing is created
+// until the first write.
 func NewFiles(stateDir string) *Files { return &Files{dir: stateDir} }
+
+// Dir returns the state directory.
+func (f *Files) Dir() string { return f.dir }
 
 // AgentNames lists the host names of registered agents (agents/HOST.json),
 // sorted. A state directory that does not exist yet holds no agents.
@@ -36,4 +50,14 @@ func (f *Files) AgentNames() ([]string, error) {
 	}
 	sort.Strings(names)
 	return names, nil
+}
+
+// writeRecord creates the directory of path (ModeDir) when needed and
+// replaces path atomically with data (ModeRecord).
+func writeRecord(path string, data []byte) error {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, ModeDir); err != nil {
+		return fmt.Errorf("create %s: %w", dir, err)
+	}
+	return pki.WriteFileAtomic(path, data, ModeRecord)
 }

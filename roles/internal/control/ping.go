@@ -1,0 +1,229 @@
+package control
+
+import (
+	"context"
+	"strconv"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/dispatcher-dev/dispatcher/roles/internal/logging"
+	"github.com/dispatcher-dev/dispatcher/wire"
+)
+
+// Status values of ping and discovery results.
+const (
+	StatusOK    = "ok"
+	StatusError = "error"
+)
+
+// PingRequest pings many hosts.
+type PingRequest struct {
+	Hosts    []string // "name" or "name:port"; results come back in this order
+	Username string   // for Options.Authorize
+	Token    string   // for Options.Authorize; not sent to agents
+	Port     int      // port for hosts that name none; 0 = registry, then 7443
+	Parallel int      // 0 = Options.Parallel
+
+	// OnResult, when set, receives each host's result as it completes (in
+	// completion order, one call at a time).
+	OnResult func(i int, r PingResult)
+}
+
+// PingResult is one host's answer to a ping, in the JSON shape of
+// ping --json (SPEC §6). Status is "ok" or "error"; Expiry is the agent
+// certificate's notAfter in OpenSSL text form, as the agent sent it.
+type PingResult struct {
+	Host     string        `json:"host"`
+	Status   string        `json:"status"`
+	RTT      string        `json:"rtt"`
+	Expiry   string        `json:"expiry"`
+	Version  string        `json:"version"`
+	Error    string        `json:"error,omitempty"`
+	Duration time.Duration `json:"-"` // RTT as a duration
+}
+
+// PingReport is the outcome of a ping (SPEC §6): OK when every host
+// answered.
+type PingReport struct {
+	OK      bool         `json:"ok"`
+	Results []PingResult `json:"results"`
+}
+
+// Ping asks every host of req whether it is up (POST /ping), at most
+// Parallel at a time, and returns the results in the order of req.Hosts.
+// A host that fails is a result with status "error"; the error is non-nil
+// only for bad arguments or a refusal by Options.Authorize.
+func (e *Engine) Ping(ctx context.Context, req PingRequest) (*PingReport, error) {
+	targets, err := parseTargets(req.Hosts, e.o.MaxHosts)
+	if err != nil {
+		return nil, err
+	}
+	if err := e.authorize(ctx, AuthRequest{Action: logging.ActionPing, Hosts: req.Hosts, Username: req.Username, Token: req.Token}); err != nil {
+		return nil, err
+	}
+	reqid := NewReqID()
+	report := &PingReport{OK: true, Results: make([]PingResult, len(targets))}
+	fanout(ctx, len(targets), e.parallel(req.Parallel), func(ctx context.Context, i int) PingResult {
+		return e.pingOne(ctx, reqid, targets[i], req.Port)
+	}, func(i int, r PingResult) {
+		report.Results[i] = r
+		if r.Status != StatusOK {
+			report.OK = false
+		}
+		if req.OnResult != nil {
+			req.OnResult(i, r)
+		}
+	})
+	return report, nil
+}
+
+func (e *Engine) pingOne(ctx context.Context, reqid string, t Target, port int) PingResult {
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(ctx, e.hostDeadline(0))
+	defer cancel()
+	res := PingResult{Host: t.Arg, Status: StatusError}
+	p, err := e.prepare(ctx, t, port)
+	var resp *wire.PingResponse
+	if err == nil {
+		resp, err = e.client.Ping(ctx, p.target, wire.PingRequest{ReqID: reqid})
+	}
+	res.Duration = time.Since(start)
+	res.RTT = FormatRTT(res.Duration)
+	switch {
+	case err != nil:
+		res.Error = err.Error()
+		e.logIdentity(reqid, t.Name, err)
+	case resp.Status != StatusOK:
+		res.Version, res.Expiry = resp.Version, resp.Expiry
+		res.Error = "agent answered status " + quoteStatus(resp.Status)
+	default:
+		res.Status, res.Version, res.Expiry = StatusOK, resp.Version, resp.Expiry
+		e.touch(p)
+	}
+	logResult(e.log, logging.ActionPing, reqid, t.Name, res.Status, res.Duration, res.Error)
+	return res
+}
+
+// DiscoverRequest asks hosts what they can run. With no Hosts it asks
+// every registered agent.
+type DiscoverRequest struct {
+	Hosts    []string
+	Username string
+	Token    string
+	Port     int
+	Parallel int
+	OnResult func(i int, r DiscoverResult)
+}
+
+// DiscoverResult is one host's capabilities, the JSON shape of
+// discover --json: the agent's version, tags and allowlisted scripts.
+type DiscoverResult struct {
+	Host     string            `json:"host"`
+	Status   string            `json:"status"`
+	RTT      string            `json:"rtt"`
+	Version  string            `json:"version"`
+	Tags     map[string]string `json:"tags"`
+	Scripts  []wire.ScriptInfo `json:"scripts"`
+	Error    string            `json:"error,omitempty"`
+	Duration time.Duration     `json:"-"`
+}
+
+// DiscoverReport is the outcome of a discovery: OK when every host
+// answered.
+type DiscoverReport struct {
+	OK      bool             `json:"ok"`
+	Results []DiscoverResult `json:"results"`
+}
+
+// Discover asks every host of req for its capabilities (GET
+// /capabilities), like Ping.
+func (e *Engine) Discover(ctx context.Context, req DiscoverRequest) (*DiscoverReport, error) {
+	hosts := req.Hosts
+	if len(hosts) == 0 {
+		agents, err := e.o.Registry.ListAgents()
+		if err != nil {
+			return nil, err
+		}
+		for _, a := range agents {
+			hosts = append(hosts, a.Hostname)
+		}
+		if len(hosts) == 0 {
+			return &DiscoverReport{OK: true, Results: []DiscoverResult{}}, nil
+		}
+	}
+	targets, err := parseTargets(hosts, e.o.MaxHosts)
+	if err != nil {
+		return nil, err
+	}
+	if err := e.authorize(ctx, AuthRequest{Action: logging.ActionDiscover, Hosts: hosts, Username: req.Username, Token: req.Token}); err != nil {
+		return nil, err
+	}
+	reqid := NewReqID()
+	report := &DiscoverReport{OK: true, Results: make([]DiscoverResult, len(targets))}
+	fanout(ctx, len(targets), e.parallel(req.Parallel), func(ctx context.Context, i int) DiscoverResult {
+		return e.discoverOne(ctx, reqid, targets[i], req.Port)
+	}, func(i int, r DiscoverResult) {
+		report.Results[i] = r
+		if r.Status != StatusOK {
+			report.OK = false
+		}
+		if req.OnResult != nil {
+			req.OnResult(i, r)
+		}
+	})
+	return report, nil
+}
+
+func (e *Engine) discoverOne(ctx context.Context, reqid string, t Target, port int) DiscoverResult {
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(ctx, e.hostDeadline(0))
+	defer cancel()
+	res := DiscoverResult{Host: t.Arg, Status: StatusError, Tags: map[string]string{}, Scripts: []wire.ScriptInfo{}}
+	p, err := e.prepare(ctx, t, port)
+	var resp *wire.CapabilitiesResponse
+	if err == nil {
+		resp, err = e.client.Capabilities(ctx, p.target)
+	}
+	res.Duration = time.Since(start)
+	res.RTT = FormatRTT(res.Duration)
+	if err != nil {
+		res.Error = err.Error()
+		e.logIdentity(reqid, t.Name, err)
+	} else {
+		res.Status, res.Version = StatusOK, resp.Version
+		if resp.Tags != nil {
+			res.Tags = resp.Tags
+		}
+		if resp.Scripts != nil {
+			res.Scripts = resp.Scripts
+		}
+		if resp.Status != StatusOK {
+			res.Status, res.Error = StatusError, "agent answered status "+quoteStatus(resp.Status)
+		} else {
+			e.touch(p)
+		}
+	}
+	logResult(e.log, logging.ActionDiscover, reqid, t.Name, res.Status, res.Duration, res.Error)
+	return res
+}
+
+func logResult(log *zap.Logger, action, reqid, host, status string, rtt time.Duration, errText string) {
+	fields := []zap.Field{zap.String("reqid", reqid), zap.String("host", host), zap.String("status", status),
+		zap.Duration("rtt", rtt.Round(time.Millisecond))}
+	lvl := zapcore.InfoLevel
+	if errText != "" {
+		lvl = zapcore.WarnLevel
+		fields = append(fields, zap.String("error", errText))
+	}
+	logging.EventLevel(log, lvl, action, fields...)
+}
+
+// quoteStatus shows a status an agent sent, cut short.
+func quoteStatus(s string) string {
+	if len(s) > 40 {
+		s = s[:40] + "…"
+	}
+	return strconv.Quote(s)
+}

@@ -1,0 +1,238 @@
+package control
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/dispatcher-dev/dispatcher/exec"
+	"github.com/dispatcher-dev/dispatcher/roles/internal/logging"
+	"github.com/dispatcher-dev/dispatcher/roles/internal/store"
+	"github.com/dispatcher-dev/dispatcher/wire"
+)
+
+// RunRequest is one run of a script on many hosts.
+type RunRequest struct {
+	Hosts    []string // "name" or "name:port"; results come back in this order
+	Script   string
+	Args     []string // passed to the script as they are
+	Username string
+	Token    string        // forwarded to the agents, never stored or logged
+	Timeout  time.Duration // script wall-clock limit on the agent (whole seconds, rounded up); 0 = the agent's default
+	Port     int           // port for hosts that name none (--port); 0 = registry, then 7443
+	Parallel int           // hosts in flight at once; 0 = Options.Parallel
+
+	// OnStart, when set, is called with the reqid once the locks are held
+	// and the run is stored, before any agent is contacted.
+	OnStart func(reqid string)
+	// OnOutput, when set, asks agents to stream and receives each chunk of
+	// output as it arrives. It is called from the hosts' goroutines: calls
+	// for different hosts run concurrently, calls for one host in order.
+	// Agents that cannot stream (Perl agents) send no chunks: their output
+	// is only in the result.
+	OnOutput func(i int, host string, ev wire.StreamEvent)
+	// OnResult, when set, receives each host's result as it completes:
+	// in completion order, one call at a time. i is the host's index in
+	// Hosts.
+	OnResult func(i int, r store.Result)
+}
+
+// RunReport is the outcome of a run, in the JSON shape of run --json
+// (SPEC §6). OK is true only when every host exited 0.
+type RunReport struct {
+	OK      bool           `json:"ok"`
+	ReqID   string         `json:"reqid"`
+	Results []store.Result `json:"results"`
+}
+
+// ScriptNotPermitted is the error of a refused script, on the agent and
+// here (SPEC §6: scripts parse it).
+const ScriptNotPermitted = wire.ErrScriptNotPermitted
+
+// Run runs a script on every host of req, at most Parallel at a time, and
+// returns each host's result in the order of req.Hosts. In order, it:
+// checks the arguments (bad hosts, too many, bad script arguments: an
+// error, nothing done), asks Options.Authorize, takes the host:script locks
+// (a conflict is a *store.LockConflictError and nothing is dispatched),
+// stores the run as running, contacts the agents, and stores the results.
+//
+// A host that fails (unreachable, refused, timed out, identity check) is a
+// result with exit -1 and the reason in Error; it never stops the others.
+// A script name that no agent could allow (not 1-64 of [A-Za-z0-9_-]) is
+// refused for every host with "script not permitted" without contacting
+// any. The error is non-nil only when the run could not start, or (with a
+// report) when its results could not be stored.
+func (e *Engine) Run(ctx context.Context, req RunRequest) (*RunReport, error) {
+	targets, err := parseTargets(req.Hosts, e.o.MaxHosts)
+	if err != nil {
+		return nil, err
+	}
+	if req.Script == "" {
+		return nil, errors.New("no script given")
+	}
+	if err := exec.CheckArgs(req.Args); err != nil {
+		return nil, fmt.Errorf("script arguments: %w", err)
+	}
+	if req.Timeout < 0 {
+		return nil, errors.New("timeout must not be negative")
+	}
+	if err := e.authorize(ctx, AuthRequest{Action: logging.ActionRun, Script: req.Script, Hosts: req.Hosts,
+		Args: req.Args, Username: req.Username, Token: req.Token}); err != nil {
+		return nil, err
+	}
+
+	reqid := NewReqID()
+	permitted := exec.ValidName(req.Script)
+	started := e.o.Now()
+	if permitted {
+		keys := make([]store.LockKey, len(targets))
+		for i, t := range targets {
+			keys[i] = store.LockKey{Host: t.Name, Script: req.Script}
+		}
+		release, err := e.o.Locks.Acquire(store.LockHolder{PID: os.Getpid(), ReqID: reqid, User: req.Username, Started: started.UTC()}, keys)
+		var lc *store.LockConflictError
+		if errors.As(err, &lc) {
+			logging.EventLevel(e.log, zapcore.WarnLevel, logging.ActionLockConflict, zap.String("reqid", reqid),
+				zap.String("script", req.Script), zap.Strings("conflicts", lc.Pairs()), zap.String("user", req.Username))
+		}
+		if err != nil {
+			return nil, err
+		}
+		defer release()
+	}
+
+	run := store.Run{ReqID: reqid, Script: req.Script, Args: nonNil(req.Args), Hosts: req.Hosts,
+		Username: req.Username, Status: store.RunRunning, Started: started.UTC()}
+	if err := e.o.Runs.SaveRun(run); err != nil {
+		return nil, fmt.Errorf("store run %s: %w", reqid, err)
+	}
+	logging.Event(e.log, logging.ActionDispatch, zap.String("reqid", reqid), zap.String("script", req.Script),
+		zap.Int("hosts", len(targets)), zap.Int("args", len(req.Args)), zap.String("user", req.Username))
+	if req.OnStart != nil {
+		req.OnStart(reqid)
+	}
+
+	results := make([]store.Result, len(targets))
+	failed := 0
+	work := func(ctx context.Context, i int) store.Result {
+		if !permitted {
+			logging.EventLevel(e.log, zapcore.WarnLevel, logging.ActionRun, zap.String("reqid", reqid), zap.String("host", targets[i].Name),
+				zap.String("script", req.Script), zap.Int("exit", -1), zap.String("error", ScriptNotPermitted), zap.String("reason", "not a script name"))
+			return store.Result{Host: targets[i].Arg, Exit: -1, RTT: FormatRTT(0), ReqID: reqid, Error: ScriptNotPermitted}
+		}
+		return e.runOne(ctx, reqid, i, targets[i], req)
+	}
+	fanout(ctx, len(targets), e.parallel(req.Parallel), work, func(i int, r store.Result) {
+		results[i] = r
+		if r.Exit != 0 {
+			failed++
+		}
+		if req.OnResult != nil {
+			req.OnResult(i, r)
+		}
+	})
+
+	run.Status, run.Finished, run.Results = store.RunDone, e.o.Now().UTC(), results
+	report := &RunReport{OK: failed == 0, ReqID: reqid, Results: results}
+	if err := e.o.Runs.SaveRun(run); err != nil {
+		return report, fmt.Errorf("run %s finished but its results could not be stored: %w", reqid, err)
+	}
+	e.prune()
+	return report, nil
+}
+
+// runOne runs the script on one host and never fails: every problem is
+// in the result. It logs one run event (and a serial-reject event when the
+// agent failed the identity checks).
+func (e *Engine) runOne(ctx context.Context, reqid string, i int, t Target, req RunRequest) store.Result {
+	start := time.Now()
+	extra := time.Duration(timeoutSeconds(req.Timeout)) * time.Second
+	ctx, cancel := context.WithTimeout(ctx, e.hostDeadline(extra))
+	defer cancel()
+	res := store.Result{Host: t.Arg, Exit: -1, ReqID: reqid}
+	p, err := e.prepare(ctx, t, req.Port)
+	var resp *wire.RunResponse
+	if err == nil {
+		var onEvent func(wire.StreamEvent)
+		if req.OnOutput != nil {
+			onEvent = func(ev wire.StreamEvent) { req.OnOutput(i, t.Arg, ev) }
+		}
+		resp, err = e.client.Run(ctx, p.target, wire.RunRequest{Script: req.Script, Args: nonNil(req.Args), ReqID: reqid,
+			Username: req.Username, Token: req.Token, Timeout: timeoutSeconds(req.Timeout)}, onEvent)
+	}
+	rtt := time.Since(start)
+	res.RTT = FormatRTT(rtt)
+	if err != nil {
+		res.Error = err.Error()
+		e.logIdentity(reqid, t.Name, err)
+	} else {
+		res.Exit, res.Error, res.Truncated, res.Signal = resp.Exit, resp.Error, resp.Truncated, resp.Signal
+		res.Stdout, res.StdoutB64, res.Stderr, res.StderrB64 = resp.Stdout, resp.StdoutB64, resp.Stderr, resp.StderrB64
+		e.touch(p)
+	}
+	lvl := zapcore.InfoLevel
+	if res.Exit != 0 {
+		lvl = zapcore.WarnLevel
+	}
+	fields := []zap.Field{zap.String("reqid", reqid), zap.String("host", t.Name), zap.String("script", req.Script),
+		zap.Int("exit", res.Exit), zap.Duration("rtt", rtt.Round(time.Millisecond))}
+	if res.Error != "" {
+		fields = append(fields, zap.String("error", res.Error))
+	}
+	logging.EventLevel(e.log, lvl, logging.ActionRun, fields...)
+	return res
+}
+
+// timeoutSeconds is the wire form of a script timeout: whole seconds,
+// rounded up.
+func timeoutSeconds(d time.Duration) int {
+	if d <= 0 {
+		return 0
+	}
+	s := math.Ceil(d.Seconds())
+	if s > math.MaxInt32 {
+		return math.MaxInt32
+	}
+	return int(s)
+}
+
+// prune removes stored runs past RunRetention, when the store can.
+func (e *Engine) prune() {
+	p, ok := e.o.Runs.(interface {
+		PruneRuns(cutoff time.Time) (int, error)
+	})
+	if !ok || e.o.RunRetention < 0 {
+		return
+	}
+	if _, err := p.PruneRuns(e.o.Now().Add(-e.o.RunRetention)); err != nil {
+		e.log.Warn("prune stored runs", zap.Error(err))
+	}
+}
+
+// Status returns the stored run reqid: an error wrapping store.ErrNotFound
+// when it is not stored (or no longer), a plain error for a reqid that is
+// not one.
+func Status(runs store.Runs, reqid string) (store.Run, error) {
+	if err := store.ValidReqID(reqid); err != nil {
+		return store.Run{}, err
+	}
+	return runs.GetRun(reqid)
+}
+
+// ListLocks returns the host:script locks held right now.
+func ListLocks(locks store.Locks) ([]store.LockInfo, error) {
+	return locks.ListLocks()
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
