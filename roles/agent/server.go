@@ -41,14 +41,6 @@ type Server struct {
 	now    func() time.Time
 }
 
-// connKey carries per-connection facts into handlers.
-type connKey struct{}
-
-type connInfo struct {
-	legacy bool // client cert without a role SAN: held to the serial pin
-	serial string
-}
-
 func newServer(p paths, log *zap.Logger) (*Server, error) {
 	s := &Server{paths: p, log: log, runner: &exec.Runner{Log: log.Named("exec")}, now: time.Now}
 	snap, err := loadSnapshot(p, log)
