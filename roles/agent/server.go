@@ -97,7 +97,7 @@ func (s *Server) verifyClient(cs tls.ConnectionState) error {
 		if len(cs.PeerCertificates) > 0 {
 			serial = pki.FormatSerial(cs.PeerCertificates[0].SerialNumber)
 		}
-		logging.EventLevel(s.log, zapcore.WarnLevel, "identity-reject", zap.String("serial", serial), zap.String("reason", err.Error()), zap.Bool("resumed", cs.DidResume))
+		logging.EventLevel(s.log, zapcore.WarnLevel, logging.ActionSerialReject, zap.String("serial", serial), zap.String("reason", err.Error()), zap.Bool("resumed", cs.DidResume))
 		return err
 	}
 	return nil
