@@ -1,11 +1,16 @@
 package main
 
 import (
+	"crypto/tls"
 	"errors"
+	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -56,6 +61,9 @@ func TestScripts(t *testing.T) {
 			"waitfile":    cmdWaitFile,
 			"rss-below":   cmdRSSBelow,
 			"eventually":  cmdEventually,
+			"setvar":      cmdSetVar,
+			"ca-spki":     cmdCASPKI,
+			"mitm":        cmdMITM,
 		},
 	})
 }
@@ -304,4 +312,89 @@ func cmdEventually(ts *testscript.TestScript, neg bool, args []string) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// setvar VAR FILE [REGEXP]: set VAR to FILE's content (trimmed), or to the
+// first group of REGEXP in it. FILE may be stdout or stderr of the last
+// command.
+func cmdSetVar(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) < 2 || len(args) > 3 {
+		ts.Fatalf("usage: setvar VAR FILE [REGEXP]")
+	}
+	data := ts.ReadFile(args[1])
+	val := strings.TrimSpace(data)
+	if len(args) == 3 {
+		m := regexp.MustCompile(args[2]).FindStringSubmatch(data)
+		if len(m) < 2 {
+			ts.Fatalf("%s: no match for %q in %q", args[1], args[2], data)
+		}
+		val = m[1]
+	}
+	ts.Setenv(args[0], val)
+}
+
+// ca-spki VAR CAFILE: set VAR to the CA's public key fingerprint, the form
+// --ca-fingerprint takes.
+func cmdCASPKI(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 2 {
+		ts.Fatalf("usage: ca-spki VAR CAFILE")
+	}
+	cert, err := pki.ParseCertPEM([]byte(ts.ReadFile(args[1])))
+	ts.Check(err)
+	fp, err := pki.Fingerprint(cert.PublicKey)
+	ts.Check(err)
+	ts.Setenv(args[0], fp)
+}
+
+// mitm VAR UPSTREAM: start a TLS-terminating man in the middle in front of
+// UPSTREAM (host:port, TLS) with a certificate of its own, set VAR to its
+// port. It forwards every request and answer unchanged, appends "METHOD
+// PATH" of each request it sees to $WORK/mitm-requests, and stops with the
+// script.
+func cmdMITM(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 2 {
+		ts.Fatalf("usage: mitm VAR UPSTREAM")
+	}
+	ca, err := pki.NewCA(pki.Options{}, "mallory")
+	ts.Check(err)
+	key, err := pki.GenerateKey(pki.Options{})
+	ts.Check(err)
+	cert, err := ca.IssueDispatcher(pki.Options{}, key.Public(), 1, []string{"localhost", "127.0.0.1"})
+	ts.Check(err)
+	upstream := args[1]
+	proxy := &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}
+	counter := ts.MkAbs("mitm-requests")
+	srv := &http.Server{
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			f, err := os.OpenFile(counter, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+			if err == nil {
+				fmt.Fprintf(f, "%s %s\n", r.Method, r.URL.Path)
+				f.Close()
+			}
+			out, err := http.NewRequestWithContext(r.Context(), r.Method, "https://"+upstream+r.URL.RequestURI(), r.Body)
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusBadGateway)
+				return
+			}
+			out.Header = r.Header.Clone()
+			out.ContentLength = r.ContentLength
+			resp, err := proxy.RoundTrip(out)
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusBadGateway)
+				return
+			}
+			defer resp.Body.Close()
+			for k, v := range resp.Header {
+				w.Header()[k] = v
+			}
+			w.WriteHeader(resp.StatusCode)
+			_, _ = io.Copy(w, resp.Body)
+		}),
+		TLSConfig: &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{cert.Raw, ca.Cert.Raw}, PrivateKey: key}}},
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ts.Check(err)
+	go func() { _ = srv.ServeTLS(ln, "", "") }()
+	ts.Defer(func() { _ = srv.Close() })
+	ts.Setenv(args[0], strconv.Itoa(ln.Addr().(*net.TCPAddr).Port))
 }
