@@ -85,6 +85,9 @@ func run(ctx context.Context, app *cli.App, args []string) error {
 // input comes from stdin, and errors come back from Run.
 func NewApp(role string, stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 	name := programName[role]
+	// serve is the action of the role started without a command: only the
+	// pairing role has one (it serves, as pairing-mode does).
+	var serve cli.ActionFunc
 	app := &cli.App{
 		Name:            name,
 		HelpName:        name,
@@ -105,6 +108,9 @@ func NewApp(role string, stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 				fmt.Fprintln(c.App.Writer, cmdutil.VersionLine(name))
 				return nil
 			}
+			if serve != nil && c.NArg() == 0 {
+				return serve(c)
+			}
 			return unknownCommand(c)
 		},
 	}
@@ -118,6 +124,8 @@ func NewApp(role string, stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 	case Pairing:
 		app.Usage = pairing.Usage
 		app.Commands = pairing.Commands()
+		app.Flags = append(app.Flags, pairing.Flags()...)
+		serve = pairing.Serve
 	default:
 		app.Usage = dispatcher.Usage
 		app.Commands = append(dispatcher.Commands(), delegations(stdin, stdout, stderr)...)
@@ -145,6 +153,17 @@ func delegations(stdin io.Reader, stdout, stderr io.Writer) []*cli.Command {
 			},
 		})
 	}
+	// pairing-mode is the pairing role's serve, under the Perl dispatcher's
+	// name for it.
+	cmds = append(cmds, &cli.Command{
+		Name:            "pairing-mode",
+		Usage:           "serve the pairing listener and approve agents (same as " + programName[Pairing] + " serve)",
+		SkipFlagParsing: true,
+		HideHelp:        true,
+		Action: func(c *cli.Context) error {
+			return run(c.Context, NewApp(Pairing, stdin, stdout, stderr), append([]string{"serve"}, c.Args().Slice()...))
+		},
+	})
 	return cmds
 }
 

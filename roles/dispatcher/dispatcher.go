@@ -25,6 +25,7 @@ const DefaultConfig = "/etc/dispatcher/dispatcher.conf"
 func Commands() []*cli.Command {
 	cmds := []*cli.Command{
 		setupCACommand(), setupDispatcherCommand(),
+		listRequestsCommand(), approveCommand(), denyCommand(), listAgentsCommand(), unpairCommand(),
 		runCommand(), pingCommand(), discoverCommand(), statusCommand(), listLocksCommand(),
 		demoCommand(),
 	}

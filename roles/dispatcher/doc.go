@@ -3,9 +3,10 @@
 // with roles/internal/output as text or JSON. It holds no network or crypto
 // logic of its own.
 //
-// Commands: setup-ca, setup-dispatcher, run, ping, discover, status,
-// list-locks (and demo, still a stub). docs/CLI.md describes each one, its
-// options, output formats and exit codes.
+// Commands: setup-ca, setup-dispatcher, list-requests, approve, deny,
+// list-agents, unpair, run, ping, discover, status, list-locks, demo
+// (pairing-mode is the pairing role's serve, wired in roles). docs/CLI.md
+// describes each one, its options, output formats and exit codes.
 //
 // Every command accepts the global options (--config, --port, --json,
 // --username, --token) before or after its arguments. With --json, errors

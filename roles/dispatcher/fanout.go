@@ -248,6 +248,7 @@ func withEngine(c *cli.Context, f func(eng *control.Engine, port, parallel int) 
 		Registry:       st,
 		Runs:           st,
 		Locks:          st,
+		Revocations:    st,
 		Authorize:      hook,
 		Log:            e.log,
 	})

@@ -1,5 +1,27 @@
 // Package pairing is the pairing role (dispatcher-pairing, dispatcher
-// pairing-mode): the TLS listener on 7444 where agents ask to be enrolled,
-// and the approval prompt. It arrives with the pairing issue; until then the
-// role only answers --version and --help.
+// pairing, dispatcher pairing-mode): the TLS listener on 7444 where agents
+// ask to be enrolled (WIRE.md, pairing protocol), and the interactive
+// approval prompt. What a request, an approval or a denial does is in
+// roles/internal/control (Pairing); this package is HTTP and the terminal.
+//
+// [Serve] is the role's action, with or without the serve command. It
+// loads dispatcher.conf, listens on --bind:--port (default all addresses,
+// pairing_port) with the dispatcher certificate followed by the CA
+// certificate (so agents can pin the CA by its key), and answers:
+//
+//	POST /pair          → 202 {"status":"pending","reqid"}; 400 malformed, 409 a
+//	                      request for that host name is pending, 429 queue full,
+//	                      each {"status":"error","reason"}
+//	GET /pair/{reqid}   → long-polls up to wire.MaxPairPoll seconds: pending,
+//	                      approved (cert, ca, nonce) or denied (reason); an unknown
+//	                      reqid and a wrong X-Pairing-Nonce get the same 404
+//
+// It denies expired requests and purges old answers every few seconds.
+// With stdin and stdout on a terminal it runs the prompt (a/d/s, aN/dN,
+// rN, l, q) over the same queue; without one it only serves, until its
+// context ends (SIGTERM, SIGINT), and other processes decide.
+//
+// Errors: Serve returns configuration, identity and listen errors with
+// what to do next; per-request problems are answers and log lines
+// (pair-request, pair-reject), never errors of Serve.
 package pairing

@@ -1,7 +1,29 @@
 // Package control is what the control host does, shared by the dispatcher
 // CLI, the API and the pairing listener: the CA and dispatcher identity
-// set-up, and the fan-out of run, ping and discover to agents. Approval,
-// renewal, rotation and revocation join it as those features land.
+// set-up, pairing (intake, approval, denial, expiry, unpairing and
+// revocation), and the fan-out of run, ping and discover to agents.
+// Renewal and rotation join it as those features land.
+//
+// # Pairing
+//
+// [Pairing] works on a [store.PairingQueue], the [store.Registry] and the
+// [store.Revocations]. [Pairing.Submit] checks what an agent sent
+// ([CheckPairRequest]: host name, nonce, port, CSR size and signature),
+// computes the 6-digit code with wire.PairingCode over the CSR and the
+// dispatcher leaf the listener serves, and queues the request (one pending
+// request per host name, pairing_max_queue at most, pairing_timeout to
+// live). [Pairing.Approve] loads the CA, checks the request again, signs
+// the CSR's public key for the requested host name for cert_days, writes
+// the registry record (source IP, port, key fingerprint, serial, expiry)
+// and records the answer, all exactly once per request however many
+// approvals race. Re-pairing a registered host name needs replace, which
+// revokes the old serial. [Pairing.Unpair] revokes the serial and removes
+// the record. [Pairing.Poll] is the agent's view: an unknown request id
+// and a wrong nonce are the same [ErrUnknownPairRequest].
+//
+// The engine reads the revocation list (Options.Revocations) at the start
+// of every call and refuses an agent whose certificate serial is in it,
+// during the handshake, before any request is sent.
 //
 // # Fan-out
 //
@@ -33,8 +55,12 @@
 // see CLI flags or TOML. Errors are lowercase and wrapped; callers branch on
 // *ExistsError (material already present, nothing was changed),
 // *MissingCAError (no CA to sign with), *MissingIdentityError (no
-// dispatcher certificate, key or CA to talk to agents with) and
+// dispatcher certificate, key or CA to talk to agents with),
 // *store.LockConflictError (a run refused because some of its host:script
-// pairs are locked). Tokens are passed to agents and to Authorize only:
+// pairs are locked), *InvalidPairRequestError, *store.PendingExistsError
+// and *store.QueueFullError (a pairing request refused: 400, 409 and 429
+// on the wire), *AlreadyPairedError (approve without replace of a
+// registered host name) and *store.DecidedError (a request already
+// decided or expired). Tokens are passed to agents and to Authorize only:
 // never stored, never logged.
 package control

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -31,6 +32,10 @@ type Options struct {
 	Registry store.Registry
 	Runs     store.Runs
 	Locks    store.Locks
+	// Revocations, when set, lists agent certificate serials the engine
+	// refuses (unpaired or replaced agents). It is read at the start of
+	// every run, ping and discovery.
+	Revocations store.Revocations
 
 	// Authorize is called before any lock is taken or any agent contacted,
 	// for run, ping and discover. A non-nil error refuses the whole call
@@ -64,6 +69,8 @@ type Engine struct {
 	client *wire.Client
 	log    *zap.Logger
 	pins   sync.Map // agent name → normalised key fingerprint pinned in the registry
+
+	revoked atomic.Pointer[pki.SerialSet] // as last read from Options.Revocations
 }
 
 // Defaults of Options.
@@ -121,10 +128,14 @@ func New(o Options) (*Engine, error) {
 func (e *Engine) Close() { e.client.Close() }
 
 // verifyPeer is the identity check of every handshake, resumed ones
-// included (SPEC §4): chain to the CA, serverAuth, agent role, a DNS SAN
-// equal to the name dialled, and — when the registry pins one — the
-// agent's public key.
+// included (SPEC §4): a serial that is not revoked, chain to the CA,
+// serverAuth, agent role, a DNS SAN equal to the name dialled, and — when
+// the registry pins one — the agent's public key.
 func (e *Engine) verifyPeer(host string, chain []*x509.Certificate) error {
+	if set := e.revoked.Load(); set != nil && len(chain) > 0 && chain[0] != nil && set.Contains(chain[0].SerialNumber) {
+		return &pki.IdentityError{Kind: pki.IdentityUntrusted, Err: ErrRevoked,
+			Reason: fmt.Sprintf("certificate serial %s is revoked (the agent was unpaired or re-paired); pair %s again to use it", pki.FormatSerial(chain[0].SerialNumber), host)}
+	}
 	var pinned crypto.PublicKey
 	if v, ok := e.pins.Load(host); ok && len(chain) > 0 && chain[0] != nil {
 		pin := v.(string)
@@ -136,6 +147,24 @@ func (e *Engine) verifyPeer(host string, chain []*x509.Certificate) error {
 		pinned = chain[0].PublicKey
 	}
 	return pki.VerifyAgent(chain, e.o.Identity.Roots, host, pinned, e.o.Now())
+}
+
+// loadRevoked reads the revocation list for the call about to start. A
+// list that cannot be read stops the call: contacting agents without it
+// could reach a revoked one. Lines that do not parse are logged.
+func (e *Engine) loadRevoked() error {
+	if e.o.Revocations == nil {
+		return nil
+	}
+	set, warnings, err := e.o.Revocations.RevokedSerials()
+	if err != nil {
+		return fmt.Errorf("revoked serials: %w; fix or remove the file so agents can be checked against it", err)
+	}
+	for _, w := range warnings {
+		logging.EventLevel(e.log, zapcore.WarnLevel, logging.ActionConfigWarn, zap.String("file", "revoked-serials"), zap.Error(w))
+	}
+	e.revoked.Store(&set)
+	return nil
 }
 
 // parallel returns the fan-out width for a call asking for p.

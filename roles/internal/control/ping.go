@@ -63,6 +63,9 @@ func (e *Engine) Ping(ctx context.Context, req PingRequest) (*PingReport, error)
 	if err := e.authorize(ctx, AuthRequest{Action: logging.ActionPing, Hosts: req.Hosts, Username: req.Username, Token: req.Token}); err != nil {
 		return nil, err
 	}
+	if err := e.loadRevoked(); err != nil {
+		return nil, err
+	}
 	reqid := NewReqID()
 	report := &PingReport{OK: true, Results: make([]PingResult, len(targets))}
 	fanout(ctx, len(targets), e.parallel(req.Parallel), func(ctx context.Context, i int) PingResult {
@@ -158,6 +161,9 @@ func (e *Engine) Discover(ctx context.Context, req DiscoverRequest) (*DiscoverRe
 		return nil, err
 	}
 	if err := e.authorize(ctx, AuthRequest{Action: logging.ActionDiscover, Hosts: hosts, Username: req.Username, Token: req.Token}); err != nil {
+		return nil, err
+	}
+	if err := e.loadRevoked(); err != nil {
 		return nil, err
 	}
 	reqid := NewReqID()

@@ -86,6 +86,9 @@ func (e *Engine) Run(ctx context.Context, req RunRequest) (*RunReport, error) {
 		Args: req.Args, Username: req.Username, Token: req.Token}); err != nil {
 		return nil, err
 	}
+	if err := e.loadRevoked(); err != nil {
+		return nil, err
+	}
 
 	reqid := NewReqID()
 	permitted := exec.ValidName(req.Script)

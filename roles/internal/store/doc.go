@@ -1,14 +1,19 @@
-// Package store keeps the dispatcher's state: the agent registry, run
-// results and host:script locks (the pairing queue and revocations join them
-// with their features). The state sits behind small interfaces split by
-// concern — [Registry], [Runs], [Locks] — so that the CLI, the API and the
-// pairing listener depend only on what they use, and so that a second
-// implementation (PostgreSQL, SPEC §9) can slot in.
+// Package store keeps the dispatcher's state: the agent registry, the
+// pairing queue, revoked serials, run results and host:script locks. The
+// state sits behind small interfaces split by concern — [Registry],
+// [PairingQueue], [Revocations], [Runs], [Locks] — so that the CLI, the API
+// and the pairing listener depend only on what they use, and so that a
+// second implementation (PostgreSQL, SPEC §9) can slot in.
 //
 // [Files] is the default implementation: the layout of SPEC §2 under
 // state_dir, compatible with the Perl dispatcher.
 //
 //	agents/HOST.json    registry record, 0640 (see [Agent])
+//	pairing/REQID.json  pairing request and, once decided, its answer, 0640 (see [PairRequest])
+//	pairing/queue.lock  flock(2) lock guarding every change of the queue
+//	revoked-serials     revoked agent serials, one per line, 0640 (see [Files.RevokeSerial])
+//	revoked-serials.lock
+//	                    flock(2) lock guarding changes of revoked-serials
 //	runs/REQID.json     stored run, 0640 (see [Run])
 //	locks/HOST--SCRIPT.lock
 //	                    flock(2) lock file, 0640, shared with the Perl dispatcher
@@ -31,9 +36,34 @@
 // release; [Files.ListLocks] probes each file with a non-blocking flock and shows
 // held locks only.
 //
+// # Pairing queue
+//
+// A request is added pending under a new random id (16 hex digits) and
+// decided at most once: [Files.DecidePairRequest] holds the queue lock
+// (flock, so it excludes other processes as well as other goroutines)
+// while it reads the request, calls the caller's decide function (which
+// signs the certificate and writes the registry) and records the answer.
+// Two approvals of one request racing in two processes therefore sign one
+// certificate; the loser gets a *[DecidedError]. The queue lock also makes
+// the checks of [Files.AddPairRequest] (one pending request per host name,
+// at most pairing_max_queue pending) hold across listener processes.
+// Requests nobody decides before their expiry are denied "expired";
+// answers are purged pairing_timeout after the decision
+// ([Files.ExpirePairRequests]).
+//
+// # Revocations
+//
+// revoked-serials has the format of the agents' file of that name (and of
+// the Perl dispatcher's): one serial per line, '#' comments. Each serial
+// [Files.RevokeSerial] adds is lowercase hex (0x-prefixed when it has no
+// hex letter, so it is never read as decimal) below a comment line
+// "# revoked HOST TIME: REASON". It is read with pki.ParseSerialList.
+//
 // # Errors
 //
-// [ErrNotFound] (test with errors.Is) for a missing agent or run;
+// [ErrNotFound] (test with errors.Is) for a missing agent, run or pairing
+// request; *[PendingExistsError] and *[QueueFullError] when a pairing
+// request is refused; *[DecidedError] when a request was already decided;
 // *[LockConflictError] listing every conflicting host:script pair when
 // [Files.Acquire] cannot take them all (nothing is held then); other errors
 // name the file and the operation.

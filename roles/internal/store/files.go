@@ -13,14 +13,16 @@ import (
 )
 
 // Files is the state kept as files under a state directory (SPEC §2). It
-// implements Registry, Runs and Locks, and is safe for concurrent use by
+// implements Registry, PairingQueue, Revocations, Runs and Locks, and is safe for concurrent use by
 // goroutines and by processes sharing the directory.
 type Files struct{ dir string }
 
 var (
-	_ Registry = (*Files)(nil)
-	_ Runs     = (*Files)(nil)
-	_ Locks    = (*Files)(nil)
+	_ Registry     = (*Files)(nil)
+	_ PairingQueue = (*Files)(nil)
+	_ Revocations  = (*Files)(nil)
+	_ Runs         = (*Files)(nil)
+	_ Locks        = (*Files)(nil)
 )
 
 // NewFiles returns the files store rooted at stateDir. Nothing is created

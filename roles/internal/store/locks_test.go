@@ -20,8 +20,12 @@ import (
 // TestMain lets the test binary act as a lock holder in a child process:
 // with STORE_TEST_HOLD=PATH it locks PATH as the Perl dispatcher does (open
 // for append, flock LOCK_EX, write nothing), says "locked" and waits for
-// its stdin to close.
+// its stdin to close. With STORE_TEST_DECIDE set it is one of the racing
+// approvers of TestPairDecideTwoProcesses (see decideChild).
 func TestMain(m *testing.M) {
+	if os.Getenv("STORE_TEST_DECIDE") != "" {
+		os.Exit(decideChild())
+	}
 	if path := os.Getenv("STORE_TEST_HOLD"); path != "" {
 		f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
 		if err == nil {

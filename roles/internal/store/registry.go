@@ -245,3 +245,18 @@ func (f *Files) PutAgent(a Agent) error {
 	}
 	return writeRecord(path, append(data, '\n'))
 }
+
+// DeleteAgent removes the record of host. A host that is not registered
+// gives an error wrapping ErrNotFound.
+func (f *Files) DeleteAgent(host string) error {
+	path, err := f.agentPath(host)
+	if err != nil {
+		return err
+	}
+	if err := os.Remove(path); errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("agent %s is not registered: %w", host, ErrNotFound)
+	} else if err != nil {
+		return fmt.Errorf("remove registry record %s: %w", path, err)
+	}
+	return nil
+}

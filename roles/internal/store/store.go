@@ -5,8 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math/big"
 	"strings"
 	"time"
+
+	"github.com/dispatcher-dev/dispatcher/pki"
 )
 
 // File and directory modes of SPEC §2.
@@ -15,7 +18,8 @@ const (
 	ModeRecord fs.FileMode = 0o640
 )
 
-// ErrNotFound is returned (wrapped) for an agent or run that is not stored.
+// ErrNotFound is returned (wrapped) for an agent, run or pairing request
+// that is not stored.
 var ErrNotFound = errors.New("not found")
 
 // Registry is the agent registry. (Method names carry their concern so
@@ -28,6 +32,43 @@ type Registry interface {
 	ListAgents() ([]Agent, error)
 	// PutAgent creates or replaces the record of a.Hostname.
 	PutAgent(a Agent) error
+	// DeleteAgent removes the record of host, or returns an error
+	// wrapping ErrNotFound.
+	DeleteAgent(host string) error
+}
+
+// PairingQueue holds pairing requests from their arrival until an
+// operator approves or denies them (or they expire), and their answers
+// until the agent has fetched them.
+type PairingQueue interface {
+	// AddPairRequest queues a new pending request and returns it with
+	// its new request id; a *PendingExistsError or *QueueFullError
+	// refuses it.
+	AddPairRequest(r PairRequest, maxPending int) (PairRequest, error)
+	// GetPairRequest returns a request, decided or not, or an error
+	// wrapping ErrNotFound.
+	GetPairRequest(reqid string) (PairRequest, error)
+	// ListPairRequests returns the requests pending at now, oldest first.
+	ListPairRequests(now time.Time) ([]PairRequest, error)
+	// DecidePairRequest calls decide and records its decision exactly
+	// once per request, however many deciders race; a *DecidedError says
+	// the request was already decided.
+	DecidePairRequest(reqid string, now time.Time, decide func(PairRequest) (Decision, error)) (PairRequest, error)
+	// ExpirePairRequests denies expired requests and purges answers
+	// older than keep; it returns the requests it denied.
+	ExpirePairRequests(now time.Time, keep time.Duration) ([]PairRequest, error)
+}
+
+// Revocations is the list of revoked agent certificate serials the
+// dispatcher refuses to talk to.
+type Revocations interface {
+	// RevokeSerial adds serial, noting host, reason and time.
+	RevokeSerial(serial *big.Int, host, reason string, at time.Time) error
+	// RevokedSerials returns the revoked serials, and the lines that did
+	// not parse as warnings.
+	RevokedSerials() (pki.SerialSet, []error, error)
+	// ListRevocations returns the entries with their notes.
+	ListRevocations() ([]Revocation, error)
 }
 
 // Runs stores the results of runs under their reqid.

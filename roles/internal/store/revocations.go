@@ -1,0 +1,155 @@
+package store
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"math/big"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/dispatcher-dev/dispatcher/pki"
+)
+
+// Revocation is one entry of revoked-serials: the serial and, when the
+// comment line written with it says so, the host, the time and the reason.
+// Entries written by hand or by the Perl dispatcher have only the serial.
+type Revocation struct {
+	Serial string // as written in the file
+	Host   string
+	At     time.Time
+	Reason string
+}
+
+// revokedFile is the revocation list under the state directory.
+const revokedFile = "revoked-serials"
+
+// revocationTag starts the comment line RevokeSerial writes before each
+// serial: "# revoked HOST TIME: REASON".
+const revocationTag = "# revoked "
+
+func (f *Files) revokedPath() string { return filepath.Join(f.dir, revokedFile) }
+
+// RevokeSerial adds serial to revoked-serials with a comment line naming
+// host, the time and reason. The serial is written as lowercase hex, with
+// a 0x prefix when it has no hex letter so that no reader takes it for a
+// decimal number. A serial already listed is left as it is. The file is
+// rewritten atomically under a lock, so concurrent revocations are all
+// kept.
+func (f *Files) RevokeSerial(serial *big.Int, host, reason string, at time.Time) error {
+	if serial == nil || serial.Sign() <= 0 {
+		return errors.New("revoke: no serial number")
+	}
+	path := f.revokedPath()
+	return withStateLock(path+".lock", func() error {
+		data, err := os.ReadFile(path)
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("read %s: %w", path, err)
+		}
+		if set, _ := pki.ParseSerialList(data); set.Contains(serial) {
+			return nil
+		}
+		var b bytes.Buffer
+		b.Write(data)
+		if len(data) > 0 && data[len(data)-1] != '\n' {
+			b.WriteByte('\n')
+		}
+		fmt.Fprintf(&b, "%s%s %s: %s\n", revocationTag, oneLine(host), at.UTC().Format(time.RFC3339), oneLine(reason))
+		b.WriteString(formatRevokedSerial(serial))
+		b.WriteByte('\n')
+		if err := os.MkdirAll(f.dir, ModeDir); err != nil {
+			return fmt.Errorf("create %s: %w", f.dir, err)
+		}
+		return pki.WriteFileAtomic(path, b.Bytes(), ModeRecord)
+	})
+}
+
+// RevokedSerials reads revoked-serials with pki.ParseSerialList, so the
+// Perl dispatcher's forms load too (an all-digit line revokes both its hex
+// and its decimal reading). A missing file is an empty set. Lines that do
+// not parse are skipped; they are returned as warnings, "FILE line N: …".
+func (f *Files) RevokedSerials() (pki.SerialSet, []error, error) {
+	path := f.revokedPath()
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return pki.SerialSet{}, nil, nil
+	}
+	if err != nil {
+		return pki.SerialSet{}, nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	set, errs := pki.ParseSerialList(data)
+	for i, e := range errs {
+		errs[i] = fmt.Errorf("%s %w", path, e)
+	}
+	return set, errs, nil
+}
+
+// ListRevocations returns the entries of revoked-serials in file order.
+// A serial line takes host, time and reason from a "# revoked" comment
+// line directly above it.
+func (f *Files) ListRevocations() ([]Revocation, error) {
+	path := f.revokedPath()
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	var out []Revocation
+	var note Revocation
+	for line := range strings.SplitSeq(string(data), "\n") {
+		line = strings.TrimSpace(line)
+		if rest, ok := strings.CutPrefix(line, revocationTag); ok {
+			note = parseRevocationNote(rest)
+			continue
+		}
+		text, _, _ := strings.Cut(line, "#")
+		text = strings.TrimSpace(text)
+		if text == "" {
+			note = Revocation{}
+			continue
+		}
+		r := note
+		r.Serial = text
+		out = append(out, r)
+		note = Revocation{}
+	}
+	return out, nil
+}
+
+// parseRevocationNote reads "HOST TIME: REASON".
+func parseRevocationNote(s string) Revocation {
+	var r Revocation
+	head, reason, _ := strings.Cut(s, ": ")
+	r.Reason = reason
+	host, at, _ := strings.Cut(head, " ")
+	r.Host = host
+	if t, err := time.Parse(time.RFC3339, strings.TrimSpace(at)); err == nil {
+		r.At = t
+	}
+	return r
+}
+
+// formatRevokedSerial writes n as lowercase hex, prefixed 0x when every
+// digit is a decimal one (pki.ParseSerial would read such a line both ways).
+func formatRevokedSerial(n *big.Int) string {
+	s := pki.FormatSerial(n)
+	if strings.IndexFunc(s, func(r rune) bool { return r >= 'a' && r <= 'f' }) < 0 {
+		return "0x" + s
+	}
+	return s
+}
+
+// oneLine keeps a comment on one line.
+func oneLine(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < ' ' || r == 0x7f {
+			return ' '
+		}
+		return r
+	}, s)
+}
