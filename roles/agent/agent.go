@@ -13,9 +13,13 @@ const (
 
 // Commands returns the agent role's commands.
 func Commands() []*cli.Command {
-	cmds := []*cli.Command{serveCommand()}
+	cmds := []*cli.Command{
+		serveCommand(), requestPairingCommand(), pairingStatusCommand(), selfCheckCommand(), selfPingCommand(),
+	}
 	for _, c := range cmds {
 		c.Flags = append(c.Flags, globalFlags()...)
+		// No "help" subcommand (--help stays), as in the dispatcher role.
+		c.HideHelpCommand = true
 	}
 	return cmds
 }

@@ -14,4 +14,29 @@
 // clientAuth and the dispatcher role, and not be revoked. A legacy
 // certificate without a role (Perl dispatcher) passes the handshake and is
 // then held to the dispatcher-serial pin: 403 "serial mismatch" otherwise.
+//
+// # Local commands
+//
+// request-pairing is the agent's side of pairing (WIRE.md, port 7444,
+// through wire.PairingClient). Before anything is sent it checks that the
+// directories of cert, key and ca can be written and that the agent is not
+// paired already (--force). It makes a new key, which never leaves the host,
+// and keeps the pending material beside the key until the answer:
+// KEY.pending (0600), agent.csr (0644) and pairing.json (0600: request id,
+// nonce, dispatcher address, CA pin, the dispatcher certificate the request
+// travelled to, deadline). The waiting — in the foreground, or in a
+// background process started as "request-pairing --resume STATE" in a
+// session of its own — ends in conclude, under a flock of the key's
+// directory and only while pairing.json still names the request (a newer
+// request supersedes an older one): an approval is checked (nonce, our key,
+// an agent certificate for our host name from the CA sent, which must be the
+// pinned one and must have signed the dispatcher certificates seen) and
+// stored atomically (ca.crt 0644, agent.key 0640, agent.crt 0644); a denial
+// (exit 3), a timeout (exit 2) or any refusal (exit 1) removes the pending
+// material and stores nothing.
+//
+// pairing-status, self-check (ping-self) and self-ping read the same files
+// with the loaders the daemon uses (snapshot.go): pairing-status and
+// self-check touch no network; self-ping connects to the running listener
+// with the agent's own certificate, which must be refused.
 package agent

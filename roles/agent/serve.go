@@ -19,7 +19,7 @@ func serveCommand() *cli.Command {
 			"them without dropping the listening socket or runs in flight; SIGTERM stops accepting\n" +
 			"and lets runs in flight finish (up to 60 s).",
 		Action: func(c *cli.Context) error {
-			p := paths{config: c.String("config"), allowlist: c.String("allowlist"), configSet: c.IsSet("config"), allowlistSet: c.IsSet("allowlist")}
+			p := pathsOf(c)
 			boot, closeBoot, err := logging.New(logging.Options{Output: logging.OutputStderr, Tag: "dispatcher-agent", Stderr: c.App.ErrWriter})
 			if err != nil {
 				return err

@@ -40,6 +40,49 @@ type paths struct {
 // loadSnapshot reads agent.conf, scripts.conf, the certificate, the CA, the
 // revoked serials and the dispatcher-serial pin.
 func loadSnapshot(p paths, log *zap.Logger) (*snapshot, error) {
+	cfg, err := loadConfig(p, log)
+	if err != nil {
+		return nil, err
+	}
+	s := &snapshot{cfg: cfg}
+
+	al, err := loadAllowlist(p, cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	if al.missing {
+		logging.EventLevel(log, zapcore.WarnLevel, logging.ActionConfigWarn, zap.String("file", p.allowlist),
+			zap.String("reason", "no allowlist: no script can run until it exists"))
+	}
+	for _, w := range al.skipped {
+		logging.EventLevel(log, zapcore.WarnLevel, logging.ActionConfigWarn, zap.String("file", p.allowlist),
+			zap.String("key", w.Name), zap.String("reason", w.Reason))
+	}
+	s.allow = al.allow
+
+	if s.cert, err = loadCert(cfg); err != nil {
+		return nil, err
+	}
+	if _, s.roots, err = loadCA(cfg); err != nil {
+		return nil, err
+	}
+	set, bad, err := loadRevoked(cfg)
+	if err != nil {
+		return nil, err
+	}
+	for _, e := range bad {
+		logging.EventLevel(log, zapcore.WarnLevel, logging.ActionConfigWarn, zap.String("file", cfg.RevokedSerials), zap.Error(e))
+	}
+	s.revoked = set
+	if s.pin, err = loadPin(cfg); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// loadConfig reads agent.conf. A missing file at the default path (not
+// named with --config) means the defaults.
+func loadConfig(p paths, log *zap.Logger) (*config.Agent, error) {
 	cfg, err := config.LoadAgent(p.config, log, nil)
 	if errors.Is(err, fs.ErrNotExist) && !p.configSet {
 		cfg = config.DefaultAgent()
@@ -51,68 +94,95 @@ func loadSnapshot(p paths, log *zap.Logger) (*snapshot, error) {
 		}
 		return nil, err
 	}
-	s := &snapshot{cfg: cfg}
+	return cfg, nil
+}
 
+// allowlistLoad is what loading scripts.conf gave.
+type allowlistLoad struct {
+	allow    *exec.Allowlist
+	warnings []config.Warning // from reading scripts.conf (the loader has logged them)
+	skipped  []exec.Warning   // entries and script_dirs exec refused
+	missing  bool             // no scripts.conf at the default path: nothing may run
+}
+
+// loadAllowlist reads scripts.conf and checks its entries against
+// script_dirs. A missing file at the default path is an empty allowlist.
+func loadAllowlist(p paths, cfg *config.Agent, log *zap.Logger) (allowlistLoad, error) {
+	var out allowlistLoad
 	scripts, warns, err := config.LoadScripts(p.allowlist, log)
 	if errors.Is(err, fs.ErrNotExist) && !p.allowlistSet {
-		logging.EventLevel(log, zapcore.WarnLevel, logging.ActionConfigWarn, zap.String("file", p.allowlist),
-			zap.String("reason", "no allowlist: no script can run until it exists"))
-		err = nil
+		out.missing, err = true, nil
 	}
 	if err != nil {
-		return nil, err
+		return out, err
 	}
-	_ = warns // already logged by the loader
+	out.warnings = warns
 	entries := make([]exec.Entry, 0, len(scripts))
 	for _, sc := range scripts {
 		entries = append(entries, exec.Entry{Name: sc.Name, Path: sc.Path, Timeout: sc.Timeout, User: sc.User, Group: sc.Group, Env: sc.Env})
 	}
-	allow, skipped := exec.NewAllowlist(entries, cfg.ScriptDirs)
-	for _, w := range skipped {
-		logging.EventLevel(log, zapcore.WarnLevel, logging.ActionConfigWarn, zap.String("file", p.allowlist),
-			zap.String("key", w.Name), zap.String("reason", w.Reason))
-	}
-	s.allow = allow
+	out.allow, out.skipped = exec.NewAllowlist(entries, cfg.ScriptDirs)
+	return out, nil
+}
 
+// pairHint is the advice given when the agent's certificate files are
+// missing.
+const pairHint = "pair this agent first: dispatcher-agent request-pairing --dispatcher HOST"
+
+// loadCert reads the agent's certificate and key, which must match.
+func loadCert(cfg *config.Agent) (*tls.Certificate, error) {
 	cert, err := tls.LoadX509KeyPair(cfg.Cert, cfg.Key)
 	if err != nil {
-		return nil, fmt.Errorf("load agent certificate %s: %w (pair this agent first: dispatcher-agent request-pairing --dispatcher HOST)", cfg.Cert, err)
+		return nil, fmt.Errorf("load agent certificate %s: %w (%s)", cfg.Cert, err, pairHint)
 	}
-	s.cert = &cert
+	return &cert, nil
+}
 
+// loadCA reads the CA file: every certificate in it is trusted.
+func loadCA(cfg *config.Agent) ([]*x509.Certificate, *x509.CertPool, error) {
 	caPEM, err := os.ReadFile(cfg.CA)
 	if err != nil {
-		return nil, fmt.Errorf("load ca %s: %w (pair this agent first: dispatcher-agent request-pairing --dispatcher HOST)", cfg.CA, err)
+		return nil, nil, fmt.Errorf("load ca %s: %w (%s)", cfg.CA, err, pairHint)
 	}
 	cas, err := pki.ParseCertsPEM(caPEM)
 	if err != nil {
-		return nil, fmt.Errorf("load ca %s: %w", cfg.CA, err)
+		return nil, nil, fmt.Errorf("load ca %s: %w", cfg.CA, err)
 	}
-	s.roots = x509.NewCertPool()
+	roots := x509.NewCertPool()
 	for _, c := range cas {
-		s.roots.AddCert(c)
+		roots.AddCert(c)
 	}
+	return cas, roots, nil
+}
 
-	if data, err := os.ReadFile(cfg.RevokedSerials); err == nil {
-		set, errs := pki.ParseSerialList(data)
-		for _, e := range errs {
-			logging.EventLevel(log, zapcore.WarnLevel, logging.ActionConfigWarn, zap.String("file", cfg.RevokedSerials), zap.Error(e))
-		}
-		s.revoked = set
-	} else if !errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("read revoked serials: %w", err)
+// loadRevoked reads revoked-serials; a missing file is an empty set. The
+// lines that do not parse are returned, not fatal.
+func loadRevoked(cfg *config.Agent) (pki.SerialSet, []error, error) {
+	data, err := os.ReadFile(cfg.RevokedSerials)
+	if errors.Is(err, fs.ErrNotExist) {
+		return pki.SerialSet{}, nil, nil
 	}
+	if err != nil {
+		return pki.SerialSet{}, nil, fmt.Errorf("read revoked serials: %w", err)
+	}
+	set, bad := pki.ParseSerialList(data)
+	return set, bad, nil
+}
 
-	if data, err := os.ReadFile(cfg.DispatcherSerialPath); err == nil {
-		pin, ok := new(big.Int).SetString(strings.TrimSpace(strings.ToLower(string(data))), 16)
-		if !ok {
-			return nil, fmt.Errorf("%s: not a hex serial number: write the dispatcher certificate's serial in lowercase hex, or remove the file", cfg.DispatcherSerialPath)
-		}
-		s.pin = pin
-	} else if !errors.Is(err, fs.ErrNotExist) {
+// loadPin reads the legacy dispatcher-serial pin; nil when there is none.
+func loadPin(cfg *config.Agent) (*big.Int, error) {
+	data, err := os.ReadFile(cfg.DispatcherSerialPath)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
 		return nil, fmt.Errorf("read dispatcher serial pin: %w", err)
 	}
-	return s, nil
+	pin, ok := new(big.Int).SetString(strings.TrimSpace(strings.ToLower(string(data))), 16)
+	if !ok {
+		return nil, fmt.Errorf("%s: not a hex serial number: write the dispatcher certificate's serial in lowercase hex, or remove the file", cfg.DispatcherSerialPath)
+	}
+	return pin, nil
 }
 
 // leafExpiry is the agent certificate's notAfter.
