@@ -64,6 +64,7 @@ func TestScripts(t *testing.T) {
 			"setvar":      cmdSetVar,
 			"ca-spki":     cmdCASPKI,
 			"mitm":        cmdMITM,
+			"notintree":   cmdNotInTree,
 		},
 	})
 }
@@ -397,4 +398,32 @@ func cmdMITM(ts *testscript.TestScript, neg bool, args []string) {
 	go func() { _ = srv.ServeTLS(ln, "", "") }()
 	ts.Defer(func() { _ = srv.Close() })
 	ts.Setenv(args[0], strconv.Itoa(ln.Addr().(*net.TCPAddr).Port))
+}
+
+// notintree DIR STRING: no file under DIR contains STRING (a token that
+// must never be stored or logged). Fails if DIR has no files at all, so
+// a wrong path cannot pass by accident.
+func cmdNotInTree(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 2 {
+		ts.Fatalf("usage: notintree DIR STRING")
+	}
+	files := 0
+	err := filepath.WalkDir(ts.MkAbs(args[0]), func(path string, d os.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return err
+		}
+		files++
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		if strings.Contains(string(data), args[1]) {
+			ts.Fatalf("%s contains %q", path, args[1])
+		}
+		return nil
+	})
+	ts.Check(err)
+	if files == 0 {
+		ts.Fatalf("no files under %s", args[0])
+	}
 }
