@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/dispatcher-dev/dispatcher/exec"
+	"github.com/dispatcher-dev/dispatcher/hook"
 	"github.com/dispatcher-dev/dispatcher/pki"
 	"github.com/dispatcher-dev/dispatcher/roles/internal/cmdutil"
 	"github.com/dispatcher-dev/dispatcher/roles/internal/logging"
@@ -157,6 +158,10 @@ func (s *Server) handlePing(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) handleCapabilities(w http.ResponseWriter, r *http.Request) {
 	snap := s.snap.Load()
+	if d := s.authorize(r.Context(), snap, hook.Context{Action: string(hook.ActionDiscovery), SourceIP: peerIP(r)}); !d.Allowed() {
+		wire.WriteError(w, http.StatusForbidden, d.Error())
+		return
+	}
 	resp := wire.CapabilitiesResponse{
 		Status:  "ok",
 		Host:    snap.cfg.Hostname,
@@ -208,6 +213,11 @@ func (s *Server) handleRun(w http.ResponseWriter, r *http.Request) {
 		refuse(wire.ErrScriptNotPermitted, zap.String("reason", reason))
 		return
 	}
+	if d := s.authorize(r.Context(), snap, hook.Context{Action: string(hook.ActionRun), Script: req.Script, Args: nonNil(req.Args),
+		Username: req.Username, Token: req.Token, SourceIP: peer}); !d.Allowed() {
+		refuse(d.Error()) // the hook runner logged auth-deny
+		return
+	}
 	if n := s.slots.Add(1); n > int64(snap.cfg.MaxConcurrent) {
 		s.slots.Add(-1)
 		refuse(fmt.Sprintf("agent busy: %d runs in progress (max_concurrent)", snap.cfg.MaxConcurrent))
@@ -245,6 +255,17 @@ func (s *Server) handleRun(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	wire.WriteJSON(w, http.StatusOK, resp)
+}
+
+// authorize asks the agent's auth hook, when agent.conf names one; without
+// a hook every request that passed the allowlist is allowed.
+func (s *Server) authorize(ctx context.Context, snap *snapshot, c hook.Context) hook.Decision {
+	if snap.cfg.AuthHook == "" {
+		return hook.Decision{Outcome: hook.Allow}
+	}
+	c.Timestamp = s.now()
+	r := &hook.Runner{Path: snap.cfg.AuthHook, Timeout: snap.cfg.HookTimeout.Duration, Log: s.log.Named("hook")}
+	return r.Check(ctx, c)
 }
 
 // answer writes a run response in the form the client asked for.

@@ -10,6 +10,7 @@ import (
 
 	"github.com/dispatcher-dev/dispatcher/roles/internal/cmdutil"
 	"github.com/dispatcher-dev/dispatcher/roles/internal/config"
+	"github.com/dispatcher-dev/dispatcher/roles/internal/control"
 	"github.com/dispatcher-dev/dispatcher/roles/internal/logging"
 	"github.com/dispatcher-dev/dispatcher/roles/internal/output"
 	"github.com/dispatcher-dev/dispatcher/roles/internal/store"
@@ -99,6 +100,10 @@ func reportErrors(action cli.ActionFunc) cli.ActionFunc {
 		var lc *store.LockConflictError
 		if errors.As(err, &lc) {
 			body["conflicts"] = lc.Pairs()
+		}
+		var denied *control.AuthDeniedError
+		if errors.As(err, &denied) {
+			body["code"] = denied.Code()
 		}
 		_ = writeJSON(c, body)
 		return cmdutil.Exit(cmdutil.Code(err), nil)

@@ -9,6 +9,9 @@ import (
 	"time"
 
 	"github.com/urfave/cli/v2"
+	"go.uber.org/zap"
+
+	"github.com/dispatcher-dev/dispatcher/hook"
 
 	"github.com/dispatcher-dev/dispatcher/roles/internal/cmdutil"
 	"github.com/dispatcher-dev/dispatcher/roles/internal/config"
@@ -234,10 +237,6 @@ func withEngine(c *cli.Context, f func(eng *control.Engine, port, parallel int) 
 	if err != nil {
 		return fmt.Errorf("%w: run 'dispatcher setup-ca' and 'dispatcher setup-dispatcher' first (or fix cert, key and ca in %s)", err, c.String("config"))
 	}
-	hook, err := authHook(e.cfg)
-	if err != nil {
-		return err
-	}
 	eng, err := control.New(control.Options{
 		Identity:       id,
 		ConnectTimeout: e.cfg.ConnectTimeout.Duration,
@@ -249,7 +248,7 @@ func withEngine(c *cli.Context, f func(eng *control.Engine, port, parallel int) 
 		Runs:           st,
 		Locks:          st,
 		Revocations:    st,
-		Authorize:      hook,
+		Authorize:      authHook(e.cfg, e.log),
 		Log:            e.log,
 	})
 	if err != nil {
@@ -260,15 +259,14 @@ func withEngine(c *cli.Context, f func(eng *control.Engine, port, parallel int) 
 }
 
 // authHook returns the dispatcher-side auth hook (SPEC §8), which the
-// engine asks before taking locks or contacting agents. Hooks are not
-// implemented yet: with none configured every call is allowed (nil), and a
-// configured one refuses to start rather than be silently skipped.
-func authHook(cfg *config.Dispatcher) (func(context.Context, control.AuthRequest) error, error) {
-	if cfg.AuthHook != "" {
-		return nil, fmt.Errorf("auth_hook is set in dispatcher.conf but this version cannot run auth hooks yet; " +
-			"remove auth_hook to run without one")
+// engine asks before taking locks or contacting agents, with source_ip
+// 127.0.0.1. With no auth_hook configured every CLI call is allowed, as the
+// Perl dispatcher did (docs/HOOKS.md).
+func authHook(cfg *config.Dispatcher, log *zap.Logger) func(context.Context, control.AuthRequest) error {
+	if cfg.AuthHook == "" {
+		return nil
 	}
-	return nil, nil
+	return control.HookAuthorizer(&hook.Runner{Path: cfg.AuthHook, Timeout: cfg.HookTimeout.Duration, Log: log}, "127.0.0.1", nil)
 }
 
 // openStore opens the state store of cfg.

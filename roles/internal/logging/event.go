@@ -24,6 +24,7 @@ const (
 	ActionUnpair        = "unpair"
 	ActionRevoke        = "revoke"
 	ActionAuthDeny      = "auth-deny"
+	ActionAuthAllow     = "auth-allow" // debug level: the auth hook allowed
 	ActionLockConflict  = "lock-conflict"
 	ActionSerialReject  = "serial-reject"
 	ActionIPBlock       = "ip-block"
@@ -47,7 +48,7 @@ func Actions() []string {
 		ActionRun, ActionPing, ActionDispatch, ActionPairRequest,
 		ActionPairApprove, ActionPairDeny, ActionPairReject, ActionRenew,
 		ActionRenewComplete, ActionUnpair, ActionRevoke, ActionAuthDeny,
-		ActionLockConflict, ActionSerialReject, ActionIPBlock, ActionRateBlock,
+		ActionAuthAllow, ActionLockConflict, ActionSerialReject, ActionIPBlock, ActionRateBlock,
 		ActionConfigWarn, ActionReload, ActionAPIRequest,
 		ActionSetupCA, ActionSetupDispatcher, ActionRotateCert, ActionDiscover,
 		ActionStart, ActionStop, ActionLogFallback,
