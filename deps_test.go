@@ -53,7 +53,7 @@ var thirdParty = []struct {
 }
 
 // testOnly are modules tests may use on top of those above.
-var testOnly = []string{"github.com/google/go-cmp/", "github.com/rogpeppe/go-internal/"}
+var testOnly = []string{"github.com/google/go-cmp/", "github.com/rogpeppe/go-internal/", "github.com/santhosh-tekuri/jsonschema/"}
 
 func notCore(rel string) bool { return layer(rel) != "core" }
 

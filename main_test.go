@@ -65,6 +65,8 @@ func TestScripts(t *testing.T) {
 			"ca-spki":     cmdCASPKI,
 			"mitm":        cmdMITM,
 			"notintree":   cmdNotInTree,
+			"http":        cmdHTTP,
+			"samekey":     cmdSameKey,
 		},
 	})
 }
@@ -123,14 +125,23 @@ func cmdExpand(ts *testscript.TestScript, neg bool, args []string) {
 	ts.Check(os.WriteFile(dst, []byte(out), 0o640))
 }
 
-// issue-agent CADIR HOST DIR: what pairing will do, for tests until then —
-// a key and a certificate for agent HOST signed by the CA in CADIR, written
-// with the CA certificate to DIR/agent.key (0640), agent.crt, ca.crt.
+// issue-agent CADIR HOST DIR [DAYS]: what pairing does, without the
+// exchange — a key and a certificate for agent HOST signed by the CA in
+// CADIR, valid DAYS days (365 when not given; a short life makes it due
+// for renewal), written with the CA certificate to DIR/agent.key (0640),
+// agent.crt, ca.crt.
 func cmdIssueAgent(ts *testscript.TestScript, neg bool, args []string) {
-	if neg || len(args) != 3 {
-		ts.Fatalf("usage: issue-agent CADIR HOST DIR")
+	if neg || len(args) < 3 || len(args) > 4 {
+		ts.Fatalf("usage: issue-agent CADIR HOST DIR [DAYS]")
 	}
 	caDir, host, dir := ts.MkAbs(args[0]), args[1], ts.MkAbs(args[2])
+	days := 365
+	if len(args) == 4 {
+		var err error
+		if days, err = strconv.Atoi(args[3]); err != nil {
+			ts.Fatalf("bad DAYS %q", args[3])
+		}
+	}
 	certPEM, err := os.ReadFile(filepath.Join(caDir, "ca.crt"))
 	ts.Check(err)
 	keyPEM, err := os.ReadFile(filepath.Join(caDir, "ca.key"))
@@ -143,7 +154,7 @@ func cmdIssueAgent(ts *testscript.TestScript, neg bool, args []string) {
 	ts.Check(err)
 	csr, err := pki.ParseCSR(csrPEM)
 	ts.Check(err)
-	cert, err := ca.SignAgentCSR(pki.Options{}, csr, host, 365)
+	cert, err := ca.SignAgentCSR(pki.Options{}, csr, host, days)
 	ts.Check(err)
 	der, err := pki.MarshalKeyPEM(key)
 	ts.Check(err)
@@ -425,5 +436,21 @@ func cmdNotInTree(ts *testscript.TestScript, neg bool, args []string) {
 	ts.Check(err)
 	if files == 0 {
 		ts.Fatalf("no files under %s", args[0])
+	}
+}
+
+// samekey CERT1 CERT2: the two PEM certificates hold the same public key
+// (with !, different keys), e.g. an agent certificate before and after
+// renewal.
+func cmdSameKey(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 2 {
+		ts.Fatalf("usage: samekey CERT1 CERT2")
+	}
+	a, err := pki.ParseCertPEM([]byte(ts.ReadFile(args[0])))
+	ts.Check(err)
+	b, err := pki.ParseCertPEM([]byte(ts.ReadFile(args[1])))
+	ts.Check(err)
+	if pki.PublicKeysEqual(a.PublicKey, b.PublicKey) == neg {
+		ts.Fatalf("%s and %s: same key %t, want %t", args[0], args[1], !neg, neg)
 	}
 }

@@ -85,8 +85,8 @@ func run(ctx context.Context, app *cli.App, args []string) error {
 // input comes from stdin, and errors come back from Run.
 func NewApp(role string, stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 	name := programName[role]
-	// serve is the action of the role started without a command: only the
-	// pairing role has one (it serves, as pairing-mode does).
+	// serve is the action of the role started without a command: the
+	// pairing role serves, as pairing-mode does, and the api role serves.
 	var serve cli.ActionFunc
 	app := &cli.App{
 		Name:            name,
@@ -121,6 +121,8 @@ func NewApp(role string, stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 	case API:
 		app.Usage = api.Usage
 		app.Commands = api.Commands()
+		app.Flags = append(app.Flags, api.Flags()...)
+		serve = api.Serve
 	case Pairing:
 		app.Usage = pairing.Usage
 		app.Commands = pairing.Commands()

@@ -287,6 +287,7 @@ func (c *Client) roundTrip(ctx context.Context, t Target, method, path string, i
 		return c.classify(ctx, rctx, t, start, limit, isConnected, err)
 	}
 	defer drainClose(resp.Body)
+	recordPeer(ctx, resp)
 	if resp.StatusCode != http.StatusOK {
 		return statusError(t.Host, method, path, resp)
 	}

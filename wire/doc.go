@@ -16,8 +16,12 @@
 // the address to dial. The identity check runs on every handshake, resumed
 // ones included, so a cached session never skips it.
 //
-// [Client.Ping], [Client.Run] and [Client.Capabilities] are the typed calls;
-// [Client.Do] sends any other request. Request bodies always carry a
+// [Client.Ping], [Client.Run] and [Client.Capabilities] are the typed calls,
+// with [Client.Renew], [Client.RenewComplete], [Client.PushRevocations] and
+// [Client.PushDispatcherSerial] for the certificate lifecycle;
+// [Client.Do] sends any other request. A context made with [WithPeer]
+// receives the certificates the agent presented on the connection the
+// answer came on (new, resumed or kept alive). Request bodies always carry a
 // Content-Length (never chunked) and few headers, as Perl agents need.
 // Answers larger than [ClientConfig.MaxResponseSize] are refused.
 //

@@ -14,6 +14,18 @@
 // clientAuth and the dispatcher role, and not be revoked. A legacy
 // certificate without a role (Perl dispatcher) passes the handshake and is
 // then held to the dispatcher-serial pin: 403 "serial mismatch" otherwise.
+// Every request is checked against the live revocation list again, so a
+// connection kept alive from before a revocation is refused too.
+//
+// The certificate lifecycle (lifecycle.go): /renew answers a certificate
+// request for the agent's current key; /renew-complete installs a renewed
+// certificate for that key from the agent's CA, writing agent.crt
+// atomically and swapping it into the snapshot (session tickets are bound
+// to the certificate, so resumed sessions see the new one); /revocations
+// merges pushed dispatcher serials into revoked-serials and the snapshot;
+// /dispatcher-serial moves the legacy pin to the caller's own serial. The
+// last two need a certificate with the dispatcher role. Snapshot swaps,
+// reloads included, are serialised by one mutex.
 //
 // # Local commands
 //

@@ -15,7 +15,8 @@ func serveCommand() *cli.Command {
 		Name:  "serve",
 		Usage: "serve the dispatcher on port 7443 (mutual TLS) until SIGTERM; SIGHUP reloads",
 		Description: "Loads agent.conf, scripts.conf, the agent certificate, the CA, revoked-serials and the\n" +
-			"dispatcher-serial pin, then serves /ping, /run and /capabilities. SIGHUP reloads all of\n" +
+			"dispatcher-serial pin, then serves /ping, /run and /capabilities, and the certificate\n" +
+			"lifecycle (/renew, /renew-complete, /revocations, /dispatcher-serial). SIGHUP reloads all of\n" +
 			"them without dropping the listening socket or runs in flight; SIGTERM stops accepting\n" +
 			"and lets runs in flight finish (up to 60 s).",
 		Action: func(c *cli.Context) error {

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -40,6 +41,7 @@ type Server struct {
 	runner *exec.Runner
 	slots  atomic.Int64 // runs in flight
 	now    func() time.Time
+	mu     sync.Mutex // serialises snapshot swaps: reload, renewal and pushes
 }
 
 func newServer(p paths, log *zap.Logger) (*Server, error) {
@@ -60,6 +62,8 @@ func (s *Server) setLogger(log *zap.Logger) {
 
 // Reload builds a new snapshot and swaps it in; on failure the old one stays.
 func (s *Server) Reload() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	old := s.snap.Load()
 	snap, err := loadSnapshot(s.paths, s.log)
 	if err != nil {
@@ -74,7 +78,7 @@ func (s *Server) Reload() error {
 // tlsConfig checks identities against the current snapshot, so a reload
 // takes effect on the next handshake, resumed ones included.
 func (s *Server) tlsConfig() *tls.Config {
-	return &tls.Config{
+	cfg := &tls.Config{
 		MinVersion: tls.VersionTLS12,
 		ClientAuth: tls.RequireAnyClientCert, // verified below, against the live snapshot
 		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
@@ -83,6 +87,8 @@ func (s *Server) tlsConfig() *tls.Config {
 		VerifyConnection: s.verifyClient,
 		NextProtos:       []string{"http/1.1"},
 	}
+	s.bindSessions(cfg)
+	return cfg
 }
 
 func (s *Server) verifyClient(cs tls.ConnectionState) error {
@@ -110,6 +116,10 @@ func (s *Server) handler() http.Handler {
 	mux.HandleFunc("POST "+wire.PathPing, s.identity(s.handlePing))
 	mux.HandleFunc("POST "+wire.PathRun, s.identity(s.handleRun))
 	mux.HandleFunc("GET "+wire.PathCapabilities, s.identity(s.handleCapabilities))
+	mux.HandleFunc("POST "+wire.PathRenew, s.identity(s.handleRenew))
+	mux.HandleFunc("POST "+wire.PathRenewComplete, s.identity(s.handleRenewComplete))
+	mux.HandleFunc("POST "+wire.PathRevocations, s.identity(roleOnly(s.handleRevocations)))
+	mux.HandleFunc("POST "+wire.PathDispatcherSerial, s.identity(roleOnly(s.handleDispatcherSerial)))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		wire.WriteError(w, http.StatusNotFound, "not found")
 	})
@@ -125,6 +135,14 @@ func (s *Server) identity(next http.HandlerFunc) http.HandlerFunc {
 			return
 		}
 		leaf := r.TLS.PeerCertificates[0]
+		if s.snap.Load().revoked.Contains(leaf.SerialNumber) {
+			// Revoked since this kept-alive connection's handshake (a
+			// push or a reload): refused from its next request on.
+			logging.EventLevel(s.log, zapcore.WarnLevel, logging.ActionSerialReject, zap.String("serial", pki.FormatSerial(leaf.SerialNumber)),
+				zap.String("peer", peerIP(r)), zap.String("reason", wire.ErrCertRevoked))
+			wire.WriteError(w, http.StatusForbidden, wire.ErrCertRevoked)
+			return
+		}
 		if pki.CertRole(leaf) == pki.RoleNone {
 			snap := s.snap.Load()
 			if snap.pin == nil || snap.pin.Cmp(leaf.SerialNumber) != 0 {

@@ -41,6 +41,12 @@ func write(t *testing.T, path, data string, mode os.FileMode) {
 
 func newWorld(t *testing.T) *world {
 	t.Helper()
+	return newWorldLog(t, zap.NewNop())
+}
+
+// newWorldLog is newWorld with the agent logging to log.
+func newWorldLog(t *testing.T, log *zap.Logger) *world {
+	t.Helper()
 	w := &world{t: t, dir: t.TempDir(), ca: pkitest.NewCA(t)}
 	w.marker = filepath.Join(w.dir, "MARKER")
 	certPEM, keyPEM := pkitest.PEM(t, w.ca.Agent(t, "web-01"))
@@ -66,7 +72,7 @@ log = "stderr"
 	w.allow(`touch = "` + filepath.Join(bin, "touch") + `"` + "\n")
 
 	srv, err := newServer(paths{config: filepath.Join(w.dir, "agent.conf"), allowlist: filepath.Join(w.dir, "scripts.conf"),
-		configSet: true, allowlistSet: true}, zap.NewNop())
+		configSet: true, allowlistSet: true}, log)
 	if err != nil {
 		t.Fatal(err)
 	}

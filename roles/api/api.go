@@ -1,9 +1,180 @@
 package api
 
-import "github.com/urfave/cli/v2"
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"strconv"
+
+	"github.com/urfave/cli/v2"
+	"go.uber.org/zap"
+
+	"github.com/dispatcher-dev/dispatcher/hook"
+	"github.com/dispatcher-dev/dispatcher/roles/internal/cmdutil"
+	"github.com/dispatcher-dev/dispatcher/roles/internal/config"
+	"github.com/dispatcher-dev/dispatcher/roles/internal/control"
+	"github.com/dispatcher-dev/dispatcher/roles/internal/logging"
+	"github.com/dispatcher-dev/dispatcher/roles/internal/store"
+)
 
 // Usage is the one-line description shown in help.
 const Usage = "HTTP API over the dispatcher's operations"
 
-// Commands returns the api role's commands.
-func Commands() []*cli.Command { return nil }
+// tag is the api role's syslog tag and program name.
+const tag = "dispatcher-api"
+
+// Commands returns the api role's commands. Started with no command the
+// role serves too (see Serve).
+func Commands() []*cli.Command {
+	return []*cli.Command{{
+		Name:  "serve",
+		Usage: "serve the HTTP API (port 7445) until SIGTERM",
+		Description: "Listens on api_bind:api_port (HTTPS when api_cert and api_key are set) and answers\n" +
+			"/, /health, /ping, /run, /discovery, /status/REQID, /runs/REQID/events, DELETE /runs/REQID,\n" +
+			"/openapi.json, /openapi-live.json and /metrics (docs/API.md). Every endpoint but /health\n" +
+			"asks auth_hook; without one, api_auth_default decides (deny unless set to allow).\n" +
+			"SIGTERM stops accepting connections and lets runs in flight finish (up to 60 s).",
+		Flags:  Flags(),
+		Action: Serve,
+	}}
+}
+
+// Flags are the options of serve, also accepted by the role without a
+// command.
+func Flags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "config", Value: config.DefaultDispatcherConfig, EnvVars: []string{"DISPATCHER_CONFIG"}, Usage: "dispatcher.conf to read"},
+		&cli.IntFlag{Name: "port", Usage: "port to listen on", DefaultText: "api_port in dispatcher.conf, 7445"},
+		&cli.StringFlag{Name: "bind", Usage: "address to listen on", DefaultText: "api_bind in dispatcher.conf, 127.0.0.1"},
+	}
+}
+
+// Serve runs the API: the role's default action and serve.
+func Serve(c *cli.Context) error {
+	port := c.Int("port")
+	if port < 0 || port > 65535 {
+		return cmdutil.Usagef("--port %d: want 1-65535", port)
+	}
+	cfg, log, closeLog, err := load(c)
+	if err != nil {
+		return err
+	}
+	defer closeLog()
+	if port == 0 {
+		port = cfg.APIPort
+	}
+	bind := cfg.APIBind
+	if c.IsSet("bind") {
+		bind = c.String("bind")
+	}
+	o, err := options(cfg, log)
+	if err != nil {
+		return err
+	}
+	eng, err := control.New(control.Options{
+		Identity:       o.identity,
+		ConnectTimeout: cfg.ConnectTimeout.Duration,
+		ReadTimeout:    cfg.ReadTimeout.Duration,
+		Parallel:       cfg.Parallel,
+		MaxHosts:       cfg.MaxHosts,
+		RunRetention:   cfg.RunRetention.Duration,
+		Registry:       o.store,
+		Runs:           o.store,
+		Locks:          o.store,
+		Revocations:    o.store,
+		CA:             control.Pair{Cert: cfg.CA, Key: cfg.CAKey},
+		CertDays:       cfg.CertDays,
+		// No Authorize: the API asks the hook itself, with the caller's
+		// address, before it calls the engine.
+		Log: log,
+	})
+	if err != nil {
+		return err
+	}
+	defer eng.Close()
+	o.Options.Engine = eng
+	srv, err := New(o.Options)
+	if err != nil {
+		return err
+	}
+	addr := net.JoinHostPort(bind, strconv.Itoa(port))
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w (is the API already running? change api_port or api_bind in dispatcher.conf, or use --port)", addr, err)
+	}
+	// Agents nobody runs anything on are renewed too (SPEC §4), every
+	// renew_interval; the sweep stops with the signal that starts the
+	// drain.
+	go eng.SweepRenewals(c.Context, cfg.RenewInterval.Duration)
+	return srv.Serve(c.Context, ln)
+}
+
+// serveOptions are the Server options read from dispatcher.conf, and what
+// the engine needs besides.
+type serveOptions struct {
+	Options
+	identity control.Identity
+	store    *store.Files
+}
+
+func options(cfg *config.Dispatcher, log *zap.Logger) (serveOptions, error) {
+	if cfg.Store != "" {
+		return serveOptions{}, errors.New("store: the PostgreSQL store is not available in this version; leave store empty to keep state in state_dir")
+	}
+	id, err := control.LoadIdentity(cfg.Cert, cfg.Key, cfg.CA)
+	if err != nil {
+		return serveOptions{}, fmt.Errorf("%w: run 'dispatcher setup-ca' and 'dispatcher setup-dispatcher' first (or fix cert, key and ca in dispatcher.conf)", err)
+	}
+	o := serveOptions{identity: id, store: store.NewFiles(cfg.StateDir)}
+	o.Runs, o.Registry = o.store, o.store
+	o.AllowByDefault = cfg.APIAuthDefault == "allow"
+	if cfg.AuthHook != "" {
+		o.Hook = &hook.Runner{Path: cfg.AuthHook, Timeout: cfg.HookTimeout.Duration, Log: log.Named("hook")}
+	}
+	for _, s := range cfg.APITrustedProxies {
+		p, err := config.ParseAddrOrPrefix(s)
+		if err != nil {
+			return serveOptions{}, fmt.Errorf("api_trusted_proxies: %q: %w", s, err)
+		}
+		o.TrustedProxies = append(o.TrustedProxies, p)
+	}
+	o.MaxRequests = cfg.APIMaxRequests
+	o.RunRetention = cfg.RunRetention.Duration
+	o.Log = log
+	if cfg.HTTPS() {
+		cert, err := tls.LoadX509KeyPair(cfg.APICert, cfg.APIKey)
+		if err != nil {
+			return serveOptions{}, fmt.Errorf("api_cert, api_key: %w (fix the paths, or leave both empty for plain HTTP)", err)
+		}
+		o.TLS = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
+	}
+	return o, nil
+}
+
+// load reads dispatcher.conf (the defaults when the default path does not
+// exist) and builds the logger it asks for, tagged dispatcher-api.
+func load(c *cli.Context) (*config.Dispatcher, *zap.Logger, func() error, error) {
+	path := c.String("config")
+	boot, closeBoot, err := logging.New(logging.Options{Output: logging.OutputStderr, Tag: tag, Stderr: c.App.ErrWriter})
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	cfg, err := config.LoadDispatcher(path, boot)
+	closeBoot()
+	if errors.Is(err, fs.ErrNotExist) && !c.IsSet("config") {
+		cfg, err = config.DefaultDispatcher(), nil
+	}
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil, nil, fmt.Errorf("config file %s does not exist: create it or leave out --config to use the defaults", path)
+	}
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	log, closeLog, err := logging.New(logging.Options{Output: cfg.Log, Format: cfg.LogFormat, Tag: tag, Stderr: c.App.ErrWriter})
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("set up logging: %w", err)
+	}
+	return cfg, log, closeLog, nil
+}

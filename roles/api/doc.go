@@ -1,4 +1,35 @@
-// Package api is the api role (dispatcher-api): the HTTP API on 7445 over
-// the same control operations as the CLI. Its endpoints arrive with the API
-// issue; until then the role only answers --version and --help.
+// Package api is the api role (dispatcher-api, dispatcher api): the HTTP
+// API on api_bind:api_port (7445) over the same control operations as the
+// CLI, for automation pipelines (SPEC §7, docs/API.md).
+//
+// [Serve] loads dispatcher.conf, builds a control.Engine without an
+// Authorize function and a [Server], and serves until SIGTERM. [Server] is
+// an http.Handler: every request goes through one front door (ServeHTTP)
+// that works out the caller (the socket's address, or X-Forwarded-For
+// behind a proxy of api_trusted_proxies), refuses unclean paths, bounds
+// the requests in progress (api_max_requests, 503 beyond), denies at once
+// when there is no hook and api_auth_default is deny, routes, and logs one
+// api-request line and counts it for /metrics. Each handler then decodes
+// and checks its request (400, 413), asks the auth hook itself with the
+// request's action, script, hosts and arguments and the caller's username,
+// token and address (403 with code 1-3), and calls the engine.
+//
+// Runs go through a control.Tracker, whether the caller waits for them or
+// not ("async": true): that is what makes them cancellable (DELETE
+// /runs/{reqid}, a client that goes away, the end of the drain) and gives
+// them an event log for GET /runs/{reqid}/events (Server-Sent Events).
+// Their records are in the store, so /status of any process sharing it
+// answers, and a run of another process is followed by re-reading its
+// record. Stored runs are purged past run_retention on a schedule.
+//
+// The OpenAPI 3.1 document is openapi.json, embedded and stamped with the
+// version; /openapi-live.json adds the fleet's hosts and scripts from a
+// discovery of every registered agent. /metrics writes the Prometheus text
+// format itself (metrics.go).
+//
+// Errors are answered as the CLI's --json errors: {"ok":false,"error":…},
+// with "code" for refusals and lock conflicts and "conflicts" for the
+// latter; statusOf maps control's and store's typed errors to statuses.
+// The token is passed to the hook and the agents only: never logged,
+// never stored.
 package api

@@ -28,6 +28,7 @@ func Commands() []*cli.Command {
 		setupCACommand(), setupDispatcherCommand(),
 		listRequestsCommand(), approveCommand(), denyCommand(), listAgentsCommand(), unpairCommand(),
 		runCommand(), pingCommand(), discoverCommand(), statusCommand(), listLocksCommand(),
+		renewCommand(), rotateCertCommand(), revokeCommand(), serialStatusCommand(),
 		demoCommand(),
 	}
 	for _, c := range cmds {

@@ -248,6 +248,8 @@ func withEngine(c *cli.Context, f func(eng *control.Engine, port, parallel int) 
 		Runs:           st,
 		Locks:          st,
 		Revocations:    st,
+		CA:             control.Pair{Cert: e.cfg.CA, Key: e.cfg.CAKey},
+		CertDays:       e.cfg.CertDays,
 		Authorize:      authHook(e.cfg, e.log),
 		Log:            e.log,
 	})

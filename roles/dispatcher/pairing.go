@@ -11,6 +11,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/dispatcher-dev/dispatcher/pki"
 	"github.com/dispatcher-dev/dispatcher/roles/internal/cmdutil"
 	"github.com/dispatcher-dev/dispatcher/roles/internal/control"
 	"github.com/dispatcher-dev/dispatcher/roles/internal/output"
@@ -125,14 +126,19 @@ func listAgentsCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
+			revoked, _, err := st.RevokedSerials()
+			if err != nil {
+				return err
+			}
+			certs := describeCerts(agents, revoked, time.Now())
 			if c.Bool("json") {
-				return writeJSON(c, newAgentsJSON(agents))
+				return writeJSON(c, newAgentsJSON(agents, certs))
 			}
 			if len(agents) == 0 {
 				_, err := fmt.Fprintln(c.App.Writer, "no agents registered (pair one: dispatcher pairing-mode)")
 				return err
 			}
-			return writeAgentsTable(c.App.Writer, agents)
+			return writeAgentsTable(c.App.Writer, agents, certs)
 		},
 	}
 }
@@ -276,44 +282,65 @@ type approveJSON struct {
 	Revoked  string `json:"revoked,omitempty"`
 }
 
-// agentJSON is one agent in list-agents --json (SPEC §6), plus port and
-// last_contact.
+// agentJSON is one agent in list-agents --json (SPEC §6), plus port,
+// last_contact and the certificate's lifecycle: days left, the expiry
+// warning, revocation, last renewal and a note for the operator.
 type agentJSON struct {
-	Hostname    string            `json:"hostname"`
-	IP          string            `json:"ip"`
-	Port        int               `json:"port,omitempty"`
-	PairedAt    string            `json:"paired_at"`
-	CertExpiry  string            `json:"cert_expiry"`
-	Serial      string            `json:"serial"`
-	Tags        map[string]string `json:"tags"`
-	LastContact string            `json:"last_contact,omitempty"`
+	Hostname      string            `json:"hostname"`
+	IP            string            `json:"ip"`
+	Port          int               `json:"port,omitempty"`
+	PairedAt      string            `json:"paired_at"`
+	CertExpiry    string            `json:"cert_expiry"`
+	Serial        string            `json:"serial"`
+	Tags          map[string]string `json:"tags"`
+	LastContact   string            `json:"last_contact,omitempty"`
+	ExpiresInDays *int              `json:"expires_in_days,omitempty"`
+	ExpiryWarning bool              `json:"expiry_warning,omitempty"`
+	Expired       bool              `json:"expired,omitempty"`
+	Revoked       bool              `json:"revoked,omitempty"`
+	LastRenewal   string            `json:"last_renewal,omitempty"`
+	Note          string            `json:"note,omitempty"`
 }
 
-func newAgentsJSON(agents []store.Agent) []agentJSON {
+// describeCerts reads the certificate state of every record, by host name.
+func describeCerts(agents []store.Agent, revoked pki.SerialSet, now time.Time) map[string]control.AgentCert {
+	out := make(map[string]control.AgentCert, len(agents))
+	for _, a := range agents {
+		out[a.Hostname] = control.DescribeAgentCert(a, revoked, now)
+	}
+	return out
+}
+
+func newAgentsJSON(agents []store.Agent, certs map[string]control.AgentCert) []agentJSON {
 	out := make([]agentJSON, len(agents))
 	for i, a := range agents {
 		tags := a.Tags
 		if tags == nil {
 			tags = map[string]string{}
 		}
+		cs := certs[a.Hostname]
 		out[i] = agentJSON{Hostname: a.Hostname, IP: a.IP, Port: a.Port, PairedAt: a.Paired, CertExpiry: a.Expiry,
-			Serial: a.Serial, Tags: tags, LastContact: formatContact(a.LastContact)}
+			Serial: a.Serial, Tags: tags, LastContact: formatContact(a.LastContact),
+			ExpiresInDays: cs.ExpiresInDays, ExpiryWarning: cs.Warning, Expired: cs.Expired, Revoked: cs.Revoked,
+			LastRenewal: formatContact(cs.LastRenewal), Note: cs.Note}
 	}
 	return out
 }
 
 // writeAgentsTable writes HOSTNAME IP PORT PAIRED EXPIRY SERIAL TAGS
-// LAST CONTACT, sorted by host name.
-func writeAgentsTable(w io.Writer, agents []store.Agent) error {
+// LAST CONTACT NOTE, sorted by host name. NOTE flags a certificate within
+// control.ExpiryWarnDays of its expiry, an expired or revoked one, and an
+// agent that cannot renew.
+func writeAgentsTable(w io.Writer, agents []store.Agent, certs map[string]control.AgentCert) error {
 	agents = append([]store.Agent(nil), agents...)
 	sort.SliceStable(agents, func(i, j int) bool { return agents[i].Hostname < agents[j].Hostname })
-	t := output.NewTable("HOSTNAME", "IP", "PORT", "PAIRED", "EXPIRY", "SERIAL", "TAGS", "LAST CONTACT")
+	t := output.NewTable("HOSTNAME", "IP", "PORT", "PAIRED", "EXPIRY", "SERIAL", "TAGS", "LAST CONTACT", "NOTE")
 	for _, a := range agents {
 		port := ""
 		if a.Port != 0 {
 			port = strconv.Itoa(a.Port)
 		}
-		t.Row(a.Hostname, a.IP, port, a.Paired, a.Expiry, a.Serial, formatTags(a.Tags), formatContact(a.LastContact))
+		t.Row(a.Hostname, a.IP, port, a.Paired, a.Expiry, a.Serial, formatTags(a.Tags), formatContact(a.LastContact), certs[a.Hostname].Note)
 	}
 	return t.Write(w)
 }

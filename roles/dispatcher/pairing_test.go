@@ -150,21 +150,25 @@ func TestListAgentsAndUnpair(t *testing.T) {
 		t.Errorf("list-agents --json, none: %q", stdout)
 	}
 	contact := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
+	// Expiries relative to now: far off, within the 30-day warning, and
+	// long past (a Perl record: no port, no serial).
+	now := time.Now()
+	far, soon := pki.FormatOpenSSLTime(now.Add(400*24*time.Hour)), pki.FormatOpenSSLTime(now.Add(10*24*time.Hour))
 	for _, a := range []store.Agent{
-		{Hostname: "web-02", IP: "10.0.0.2", Port: 7450, Paired: "2026-04-01T10:00:00Z", Expiry: "Apr  1 10:00:00 2027 GMT", Serial: "c0ffee", Tags: map[string]string{"role": "web", "env": "prod"}, LastContact: contact},
-		{Hostname: "db-01", IP: "10.0.0.9", Paired: "2025-01-01T00:00:00", Expiry: "Jan  1 00:00:00 2026 GMT"}, // Perl record: no port, no serial
-		{Hostname: "web-01", IP: "10.0.0.1", Port: 7443, Paired: "2026-04-02T10:00:00Z", Expiry: "Apr  2 10:00:00 2027 GMT", Serial: "1234"},
+		{Hostname: "web-02", IP: "10.0.0.2", Port: 7450, Paired: "2026-04-01T10:00:00Z", Expiry: soon, Serial: "c0ffee", Tags: map[string]string{"role": "web", "env": "prod"}, LastContact: contact},
+		{Hostname: "db-01", IP: "10.0.0.9", Paired: "2025-01-01T00:00:00", Expiry: "Jan  1 00:00:00 2026 GMT"},
+		{Hostname: "web-01", IP: "10.0.0.1", Port: 7443, Paired: "2026-04-02T10:00:00Z", Expiry: far, Serial: "1234"},
 	} {
 		if err := w.st.PutAgent(a); err != nil {
 			t.Fatal(err)
 		}
 	}
 	stdout, _, code = w.cli(t, "list-agents")
-	want := `HOSTNAME  IP        PORT  PAIRED                EXPIRY                    SERIAL  TAGS               LAST CONTACT
---------  --------  ----  --------------------  ------------------------  ------  -----------------  --------------------
-db-01     10.0.0.9        2025-01-01T00:00:00   Jan  1 00:00:00 2026 GMT
-web-01    10.0.0.1  7443  2026-04-02T10:00:00Z  Apr  2 10:00:00 2027 GMT  1234
-web-02    10.0.0.2  7450  2026-04-01T10:00:00Z  Apr  1 10:00:00 2027 GMT  c0ffee  env=prod,role=web  2026-05-01T12:00:00Z
+	want := `HOSTNAME  IP        PORT  PAIRED                EXPIRY                    SERIAL  TAGS               LAST CONTACT          NOTE
+--------  --------  ----  --------------------  ------------------------  ------  -----------------  --------------------  ---------------------------------------------------
+db-01     10.0.0.9        2025-01-01T00:00:00   Jan  1 00:00:00 2026 GMT                                                   EXPIRED: re-pair (dispatcher-agent request-pairing)
+web-01    10.0.0.1  7443  2026-04-02T10:00:00Z  ` + far + `  1234
+web-02    10.0.0.2  7450  2026-04-01T10:00:00Z  ` + soon + `  c0ffee  env=prod,role=web  2026-05-01T12:00:00Z  WARN expires in 9d
 `
 	if d := cmp.Diff(want, stdout); code != 0 || d != "" {
 		t.Errorf("list-agents: exit %d (-want +got):\n%s", code, d)
@@ -174,11 +178,18 @@ web-02    10.0.0.2  7450  2026-04-01T10:00:00Z  Apr  1 10:00:00 2027 GMT  c0ffee
 	if err := json.Unmarshal([]byte(stdout), &got); err != nil {
 		t.Fatalf("%v\n%s", err, stdout)
 	}
+	if v, ok := got[0]["expires_in_days"].(float64); !ok || v >= 0 {
+		t.Errorf("db-01 expires_in_days = %v, want negative", got[0]["expires_in_days"])
+	}
+	delete(got[0], "expires_in_days")
 	wantJSON := []map[string]any{
-		{"hostname": "db-01", "ip": "10.0.0.9", "paired_at": "2025-01-01T00:00:00", "cert_expiry": "Jan  1 00:00:00 2026 GMT", "serial": "", "tags": map[string]any{}},
-		{"hostname": "web-01", "ip": "10.0.0.1", "port": float64(7443), "paired_at": "2026-04-02T10:00:00Z", "cert_expiry": "Apr  2 10:00:00 2027 GMT", "serial": "1234", "tags": map[string]any{}},
-		{"hostname": "web-02", "ip": "10.0.0.2", "port": float64(7450), "paired_at": "2026-04-01T10:00:00Z", "cert_expiry": "Apr  1 10:00:00 2027 GMT", "serial": "c0ffee",
-			"tags": map[string]any{"role": "web", "env": "prod"}, "last_contact": "2026-05-01T12:00:00Z"},
+		{"hostname": "db-01", "ip": "10.0.0.9", "paired_at": "2025-01-01T00:00:00", "cert_expiry": "Jan  1 00:00:00 2026 GMT", "serial": "", "tags": map[string]any{},
+			"expired": true, "note": "EXPIRED: re-pair (dispatcher-agent request-pairing)"},
+		{"hostname": "web-01", "ip": "10.0.0.1", "port": float64(7443), "paired_at": "2026-04-02T10:00:00Z", "cert_expiry": far, "serial": "1234", "tags": map[string]any{},
+			"expires_in_days": float64(399)},
+		{"hostname": "web-02", "ip": "10.0.0.2", "port": float64(7450), "paired_at": "2026-04-01T10:00:00Z", "cert_expiry": soon, "serial": "c0ffee",
+			"tags": map[string]any{"role": "web", "env": "prod"}, "last_contact": "2026-05-01T12:00:00Z",
+			"expires_in_days": float64(9), "expiry_warning": true, "note": "WARN expires in 9d"},
 	}
 	if d := cmp.Diff(wantJSON, got); d != "" {
 		t.Errorf("list-agents --json (-want +got):\n%s", d)

@@ -114,6 +114,12 @@ func confirmWithAgents(c *cli.Context, reg interface{ AgentNames() ([]string, er
 	fmt.Fprintf(c.App.ErrWriter, "%d agent(s) are registered (%s).\n"+
 		"Agents pinned to the current dispatcher certificate's serial will refuse the new one until they learn it.\n"+
 		"Issue a new dispatcher certificate? [y/N] ", len(names), summarize(names, 5))
+	return confirm(c)
+}
+
+// confirm reads the answer to a question: y or yes goes on, anything else
+// (no terminal, empty input) refuses.
+func confirm(c *cli.Context) error {
 	line, _ := bufio.NewReader(c.App.Reader).ReadString('\n')
 	switch strings.ToLower(strings.TrimSpace(line)) {
 	case "y", "yes":

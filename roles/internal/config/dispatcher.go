@@ -1,6 +1,7 @@
 package config
 
 import (
+	"net/netip"
 	"path/filepath"
 	"strings"
 
@@ -32,6 +33,10 @@ type Dispatcher struct {
 	APICert        string `toml:"api_cert"`         // ""; HTTPS when APICert and APIKey are set
 	APIKey         string `toml:"api_key"`          // ""
 	APIAuthDefault string `toml:"api_auth_default"` // "deny" or "allow", used when no AuthHook is set
+	// APITrustedProxies are the raw IP and CIDR strings of reverse proxies
+	// whose X-Forwarded-For the API believes; empty = the header is ignored.
+	APITrustedProxies []string `toml:"api_trusted_proxies"`
+	APIMaxRequests    int      `toml:"api_max_requests"` // 1024 requests in progress at once
 
 	AuthHook    string   `toml:"auth_hook"`    // "" = no hook
 	HookTimeout Duration `toml:"hook_timeout"` // 10s
@@ -42,6 +47,12 @@ type Dispatcher struct {
 	MaxHosts     int      `toml:"max_hosts"`     // 10000
 	Parallel     int      `toml:"parallel"`      // 256
 	RunRetention Duration `toml:"run_retention"` // 24h
+
+	// Certificate lifecycle: after rotate-cert, agents not yet told the new
+	// serial are pending for CertOverlapDays, then stale; the API sweeps
+	// every agent for renewal each RenewInterval (0 = never).
+	CertOverlapDays int      `toml:"cert_overlap_days"` // 7
+	RenewInterval   Duration `toml:"renew_interval"`    // 6h
 
 	PairingPort     int      `toml:"pairing_port"`      // 7444
 	PairingMaxQueue int      `toml:"pairing_max_queue"` // 10
@@ -68,8 +79,11 @@ func DefaultDispatcher() *Dispatcher {
 		APIPort:         7445,
 		APIBind:         "127.0.0.1",
 		APIAuthDefault:  "deny",
+		APIMaxRequests:  1024,
 		HookTimeout:     seconds(10),
 		CertDays:        365,
+		CertOverlapDays: 7,
+		RenewInterval:   seconds(6 * 3600),
 		StateDir:        DefaultStateDir,
 		MaxHosts:        10000,
 		Parallel:        256,
@@ -83,21 +97,28 @@ func DefaultDispatcher() *Dispatcher {
 
 func (c *Dispatcher) setters() map[string]setter {
 	return map[string]setter{
-		"cert":              setString(&c.Cert),
-		"key":               setString(&c.Key),
-		"ca":                setString(&c.CA),
-		"ca_key":            setString(&c.CAKey),
-		"read_timeout":      setDuration(&c.ReadTimeout),
-		"timeout":           setDuration(&c.ReadTimeout),
-		"connect_timeout":   setDuration(&c.ConnectTimeout),
-		"api_port":          setInt(&c.APIPort),
-		"api_bind":          setString(&c.APIBind),
-		"api_cert":          setString(&c.APICert),
-		"api_key":           setString(&c.APIKey),
-		"api_auth_default":  setString(&c.APIAuthDefault),
+		"cert":             setString(&c.Cert),
+		"key":              setString(&c.Key),
+		"ca":               setString(&c.CA),
+		"ca_key":           setString(&c.CAKey),
+		"read_timeout":     setDuration(&c.ReadTimeout),
+		"timeout":          setDuration(&c.ReadTimeout),
+		"connect_timeout":  setDuration(&c.ConnectTimeout),
+		"api_port":         setInt(&c.APIPort),
+		"api_bind":         setString(&c.APIBind),
+		"api_cert":         setString(&c.APICert),
+		"api_key":          setString(&c.APIKey),
+		"api_auth_default": setString(&c.APIAuthDefault),
+		"api_trusted_proxies": func(v value) (err error) {
+			c.APITrustedProxies, err = listValue(v, splitAddrs, true)
+			return err
+		},
+		"api_max_requests":  setInt(&c.APIMaxRequests),
 		"auth_hook":         setString(&c.AuthHook),
 		"hook_timeout":      setDuration(&c.HookTimeout),
 		"cert_days":         setInt(&c.CertDays),
+		"cert_overlap_days": setInt(&c.CertOverlapDays),
+		"renew_interval":    setDuration(&c.RenewInterval),
 		"state_dir":         setString(&c.StateDir),
 		"store":             setString(&c.Store),
 		"max_hosts":         setInt(&c.MaxHosts),
@@ -156,8 +177,11 @@ func (c *Dispatcher) Validate() error {
 		checkBind("api_bind", c.APIBind),
 		c.checkAPITLS(),
 		c.checkAuthDefault(),
+		c.checkTrustedProxies(),
+		checkMin("api_max_requests", c.APIMaxRequests, 1),
 		checkPositive("hook_timeout", c.HookTimeout),
 		c.checkCertDays(),
+		c.checkLifecycle(),
 		checkSet("state_dir", c.StateDir),
 		c.checkStore(),
 		checkMin("max_hosts", c.MaxHosts, 1),
@@ -192,6 +216,35 @@ func (c *Dispatcher) checkAuthDefault() error {
 	return nil
 }
 
+// checkTrustedProxies accepts IP addresses and CIDR prefixes, IPv4 and
+// IPv6.
+func (c *Dispatcher) checkTrustedProxies() error {
+	for _, s := range c.APITrustedProxies {
+		if _, err := ParseAddrOrPrefix(s); err != nil {
+			return errorf("api_trusted_proxies", "must be IP addresses or CIDRs, got %s", quote(s))
+		}
+	}
+	return nil
+}
+
+// ParseAddrOrPrefix reads an IP address ("10.0.0.1", "::1", a single
+// address) or a CIDR prefix ("10.0.0.0/8"). The prefix is masked.
+func ParseAddrOrPrefix(s string) (netip.Prefix, error) {
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return netip.Prefix{}, err
+		}
+		return p.Masked(), nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	a = a.Unmap()
+	return netip.PrefixFrom(a, a.BitLen()), nil
+}
+
 // maxCertDays keeps certificate validity within what x509 and time.Time
 // handle comfortably.
 const maxCertDays = 36500
@@ -199,6 +252,19 @@ const maxCertDays = 36500
 func (c *Dispatcher) checkCertDays() error {
 	if c.CertDays < 1 || c.CertDays > maxCertDays {
 		return errorf("cert_days", "must be 1-%d, got %d", maxCertDays, c.CertDays)
+	}
+	return nil
+}
+
+// maxOverlapDays bounds cert_overlap_days (ten years).
+const maxOverlapDays = 3650
+
+func (c *Dispatcher) checkLifecycle() error {
+	if c.CertOverlapDays < 0 || c.CertOverlapDays > maxOverlapDays {
+		return errorf("cert_overlap_days", "must be 0-%d, got %d", maxOverlapDays, c.CertOverlapDays)
+	}
+	if c.RenewInterval.Duration < 0 {
+		return errorf("renew_interval", "must not be negative (0 turns the sweep off), got %s", FormatDuration(c.RenewInterval.Duration))
 	}
 	return nil
 }

@@ -24,8 +24,11 @@ func TestDispatcherDefaults(t *testing.T) {
 		APIPort:         7445,
 		APIBind:         "127.0.0.1",
 		APIAuthDefault:  "deny",
+		APIMaxRequests:  1024,
 		HookTimeout:     Duration{10 * time.Second},
 		CertDays:        365,
+		CertOverlapDays: 7,
+		RenewInterval:   Duration{6 * time.Hour},
 		StateDir:        "/var/lib/dispatcher",
 		MaxHosts:        10000,
 		Parallel:        256,
@@ -67,9 +70,13 @@ api_bind = "0.0.0.0"
 api_cert = "/srv/d/api.crt"
 api_key = "/srv/d/api.key"
 api_auth_default = "allow"
+api_trusted_proxies = ["10.0.0.0/8", "::1"]
+api_max_requests = 50
 auth_hook = "/srv/d/hook"
 hook_timeout = "1m30s"
 cert_days = 90
+cert_overlap_days = 14
+renew_interval = "1h"
 state_dir = "/srv/state"
 store = "postgres://dispatcher@db/dispatcher"
 max_hosts = 20000
@@ -94,9 +101,13 @@ api_bind = 0.0.0.0
 api_cert = /srv/d/api.crt
 api_key = /srv/d/api.key
 api_auth_default = allow
+api_trusted_proxies = 10.0.0.0/8, ::1
+api_max_requests = 50
 auth_hook = /srv/d/hook
 hook_timeout = 1m30s
 cert_days = 90
+cert_overlap_days = 14
+renew_interval = 1h
 state_dir = /srv/state
 store = postgres://dispatcher@db/dispatcher
 max_hosts = 20000
@@ -109,30 +120,34 @@ log = /var/log/dispatcher.log
 	log_format = json	# indented, tab before the comment
 `
 	dispatcherWant = &Dispatcher{
-		Cert:            "/srv/d/d.crt",
-		Key:             "/srv/d/d.key",
-		CA:              "/srv/d/ca.crt",
-		CAKey:           "/secret/ca.key",
-		ReadTimeout:     Duration{90 * time.Second},
-		ConnectTimeout:  Duration{5 * time.Second},
-		APIPort:         8445,
-		APIBind:         "0.0.0.0",
-		APICert:         "/srv/d/api.crt",
-		APIKey:          "/srv/d/api.key",
-		APIAuthDefault:  "allow",
-		AuthHook:        "/srv/d/hook",
-		HookTimeout:     Duration{90 * time.Second},
-		CertDays:        90,
-		StateDir:        "/srv/state",
-		Store:           "postgres://dispatcher@db/dispatcher",
-		MaxHosts:        20000,
-		Parallel:        64,
-		RunRetention:    Duration{48 * time.Hour},
-		PairingPort:     8444,
-		PairingMaxQueue: 5,
-		PairingTimeout:  Duration{300 * time.Second},
-		Log:             "/var/log/dispatcher.log",
-		LogFormat:       "json",
+		Cert:              "/srv/d/d.crt",
+		Key:               "/srv/d/d.key",
+		CA:                "/srv/d/ca.crt",
+		CAKey:             "/secret/ca.key",
+		ReadTimeout:       Duration{90 * time.Second},
+		ConnectTimeout:    Duration{5 * time.Second},
+		APIPort:           8445,
+		APIBind:           "0.0.0.0",
+		APICert:           "/srv/d/api.crt",
+		APIKey:            "/srv/d/api.key",
+		APIAuthDefault:    "allow",
+		APITrustedProxies: []string{"10.0.0.0/8", "::1"},
+		APIMaxRequests:    50,
+		AuthHook:          "/srv/d/hook",
+		HookTimeout:       Duration{90 * time.Second},
+		CertDays:          90,
+		CertOverlapDays:   14,
+		RenewInterval:     Duration{time.Hour},
+		StateDir:          "/srv/state",
+		Store:             "postgres://dispatcher@db/dispatcher",
+		MaxHosts:          20000,
+		Parallel:          64,
+		RunRetention:      Duration{48 * time.Hour},
+		PairingPort:       8444,
+		PairingMaxQueue:   5,
+		PairingTimeout:    Duration{300 * time.Second},
+		Log:               "/var/log/dispatcher.log",
+		LogFormat:         "json",
 	}
 )
 
@@ -213,8 +228,16 @@ func TestDispatcherErrors(t *testing.T) {
 			`FILE:2: key "api_key": is set but api_cert is not; set both for HTTPS or neither for HTTP`},
 		{"store not echoed", "store = \"mysql://u:secret@h/db\"\n",
 			`FILE:1: key "store": must be empty (files in state_dir) or a postgres:// URL`},
+		{"trusted proxies", "api_trusted_proxies = \"10.0.0.0/8, proxy.example\"\n",
+			`FILE:1: key "api_trusted_proxies": must be IP addresses or CIDRs, got "proxy.example"`},
+		{"max requests", "api_max_requests = 0\n",
+			`FILE:1: key "api_max_requests": must be at least 1, got 0`},
 		{"cert days", "cert_days = 0\n",
 			`FILE:1: key "cert_days": must be 1-36500, got 0`},
+		{"overlap days", "cert_overlap_days = -1\n",
+			`FILE:1: key "cert_overlap_days": must be 0-3650, got -1`},
+		{"renew interval", "renew_interval = \"-1h\"\n",
+			`FILE:1: key "renew_interval": must not be negative (0 turns the sweep off), got -1h`},
 		{"toml syntax", "cert = \"/a\"\nkey = /b\n",
 			`FILE:2: key "key": invalid TOML: expected value but found '/' instead`},
 		{"legacy syntax", "cert = /a\njust some words\n",
@@ -348,5 +371,17 @@ func TestShippedExamples(t *testing.T) {
 	}
 	if diff := cmp.Diff(want, scripts, cmpopts.IgnoreFields(Script{}, "Line")); diff != "" {
 		t.Errorf("scripts.conf (-want +got):\n%s", diff)
+	}
+}
+
+// renew_interval = 0 turns the API's sweep off and cert_overlap_days = 0
+// makes agents stale as soon as they miss the new serial: both are valid.
+func TestDispatcherLifecycleZero(t *testing.T) {
+	got, err := LoadDispatcher(write(t, "dispatcher.conf", "renew_interval = 0\ncert_overlap_days = 0\n"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.RenewInterval.Duration != 0 || got.CertOverlapDays != 0 {
+		t.Errorf("renew_interval %v, cert_overlap_days %d; want 0 and 0", got.RenewInterval, got.CertOverlapDays)
 	}
 }

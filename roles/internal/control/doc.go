@@ -1,8 +1,8 @@
 // Package control is what the control host does, shared by the dispatcher
 // CLI, the API and the pairing listener: the CA and dispatcher identity
 // set-up, pairing (intake, approval, denial, expiry, unpairing and
-// revocation), and the fan-out of run, ping and discover to agents.
-// Renewal and rotation join it as those features land.
+// revocation), the fan-out of run, ping and discover to agents, and the
+// certificate lifecycle: renewal, rotation and revocation.
 //
 // # Pairing
 //
@@ -51,13 +51,52 @@
 // Options.Authorize is asked before all of that: it is where the auth hook
 // plugs in.
 //
+// A run is stored again with the hosts done so far while it runs (at most
+// once a second), and as cancelled when its context ends first.
+//
+// # Certificate lifecycle
+//
+// After every successful contact of a registered agent, on the same
+// client, the engine renews the agent's certificate when less than half of
+// cert_days is left (Options.CA, Options.CertDays): /renew, a check that
+// the request is for the pinned key and names only the host, a signature
+// with the CA (loaded once, when first needed), /renew-complete, and the
+// registry's serial, expiry and last_renewal. It then pushes the dispatcher
+// revocation list (store.DispatcherRevocations) to agents that have not
+// accepted it, and after a rotation this dispatcher's serial to pending
+// agents. None of it changes the caller's result: failures are logged at
+// error level (ACTION=renew, revoke, rotate-cert). [Engine.Renew] renews
+// now (dispatcher renew); [Engine.RenewDue] and [Engine.SweepRenewals] are
+// the API's scheduled sweep. [RotateCert] replaces the dispatcher's own
+// certificate and records the rotation, [SerialStatus] shows every agent's
+// serial_status, [Revoke] revokes an agent or a dispatcher certificate,
+// and [DescribeAgentCert] is what list-agents says of a record's
+// certificate. An expired agent certificate is refused with advice to
+// pair the agent again.
+//
+// # Runs of a long-lived process
+//
+// [Tracker] is how the API runs: [Tracker.Start] returns once a run holds
+// its locks and is stored (or with the error that refused it), and the
+// [LiveRun] can be waited for, cancelled ([LiveRun.Cancel] closes the
+// connections to agents, which kill the script's process group) and
+// followed through its [EventLog] (whole output lines per host and stream,
+// each host's result, the end). [Tracker.Drain] stops new runs and cancels
+// those still running after a grace period. [FollowStored] gives the same
+// events for a run only the store knows (another process runs it, or it is
+// over). [Engine.CheckRun] and [Engine.CheckHosts] check a request as Run,
+// Ping and Discover do first, for callers that ask the auth hook
+// themselves.
+//
 // Functions take plain values (paths, durations, a *zap.Logger) and never
 // see CLI flags or TOML. Errors are lowercase and wrapped; callers branch on
 // *ExistsError (material already present, nothing was changed),
 // *MissingCAError (no CA to sign with), *MissingIdentityError (no
 // dispatcher certificate, key or CA to talk to agents with),
 // *store.LockConflictError (a run refused because some of its host:script
-// pairs are locked), *InvalidPairRequestError, *store.PendingExistsError
+// pairs are locked), *BadRequestError (bad hosts or script arguments:
+// nothing was done), ErrShuttingDown (a Tracker draining),
+// *InvalidPairRequestError, *store.PendingExistsError
 // and *store.QueueFullError (a pairing request refused: 400, 409 and 429
 // on the wire), *AlreadyPairedError (approve without replace of a
 // registered host name) and *store.DecidedError (a request already

@@ -34,8 +34,18 @@ type Options struct {
 	Locks    store.Locks
 	// Revocations, when set, lists agent certificate serials the engine
 	// refuses (unpaired or replaced agents). It is read at the start of
-	// every run, ping and discovery.
+	// every run, ping and discovery. When it is also a
+	// store.DispatcherRevocations, that list is pushed to agents on
+	// contact; when Registry is also a store.Rotations, a rotated
+	// dispatcher serial is too (renew.go).
 	Revocations store.Revocations
+
+	// CA (ca and ca_key of dispatcher.conf) signs renewed agent
+	// certificates, valid CertDays days (cert_days, 365); renewal is due
+	// below half of CertDays. The CA is read the first time a renewal is
+	// due. Without CA.Cert agents are not renewed.
+	CA       Pair
+	CertDays int
 
 	// Authorize is called before any lock is taken or any agent contacted,
 	// for run, ping and discover. A non-nil error refuses the whole call
@@ -71,6 +81,7 @@ type Engine struct {
 	pins   sync.Map // agent name → normalised key fingerprint pinned in the registry
 
 	revoked atomic.Pointer[pki.SerialSet] // as last read from Options.Revocations
+	life    lifecycle                     // renewal and pushes (renew.go)
 }
 
 // Defaults of Options.
@@ -134,7 +145,7 @@ func (e *Engine) Close() { e.client.Close() }
 func (e *Engine) verifyPeer(host string, chain []*x509.Certificate) error {
 	if set := e.revoked.Load(); set != nil && len(chain) > 0 && chain[0] != nil && set.Contains(chain[0].SerialNumber) {
 		return &pki.IdentityError{Kind: pki.IdentityUntrusted, Err: ErrRevoked,
-			Reason: fmt.Sprintf("certificate serial %s is revoked (the agent was unpaired or re-paired); pair %s again to use it", pki.FormatSerial(chain[0].SerialNumber), host)}
+			Reason: fmt.Sprintf("certificate serial %s is revoked (the agent was unpaired, re-paired or revoked); pair %s again to use it", pki.FormatSerial(chain[0].SerialNumber), host)}
 	}
 	var pinned crypto.PublicKey
 	if v, ok := e.pins.Load(host); ok && len(chain) > 0 && chain[0] != nil {
@@ -146,7 +157,7 @@ func (e *Engine) verifyPeer(host string, chain []*x509.Certificate) error {
 		}
 		pinned = chain[0].PublicKey
 	}
-	return pki.VerifyAgent(chain, e.o.Identity.Roots, host, pinned, e.o.Now())
+	return adviseRepair(pki.VerifyAgent(chain, e.o.Identity.Roots, host, pinned, e.o.Now()), chain, e.o.Now())
 }
 
 // loadRevoked reads the revocation list for the call about to start. A
@@ -163,7 +174,12 @@ func (e *Engine) loadRevoked() error {
 	for _, w := range warnings {
 		logging.EventLevel(e.log, zapcore.WarnLevel, logging.ActionConfigWarn, zap.String("file", "revoked-serials"), zap.Error(w))
 	}
-	e.revoked.Store(&set)
+	if old := e.revoked.Swap(&set); old != nil && !sameSerials(*old, set) {
+		// Kept-alive connections were checked against the old list in
+		// their handshake: drop them so that none reaches a revoked agent.
+		e.client.Close()
+	}
+	e.loadPushes()
 	return nil
 }
 

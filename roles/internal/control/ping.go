@@ -34,14 +34,23 @@ type PingRequest struct {
 // PingResult is one host's answer to a ping, in the JSON shape of
 // ping --json (SPEC §6). Status is "ok" or "error"; Expiry is the agent
 // certificate's notAfter in OpenSSL text form, as the agent sent it.
+//
+// For an agent that answered, Serial and ExpiresInDays describe the
+// certificate it presented in the handshake, ExpiryWarning says it has
+// fewer than ExpiryWarnDays days left, and Renewed is the certificate
+// installed on this contact when renewal was due (renew.go).
 type PingResult struct {
-	Host     string        `json:"host"`
-	Status   string        `json:"status"`
-	RTT      string        `json:"rtt"`
-	Expiry   string        `json:"expiry"`
-	Version  string        `json:"version"`
-	Error    string        `json:"error,omitempty"`
-	Duration time.Duration `json:"-"` // RTT as a duration
+	Host          string        `json:"host"`
+	Status        string        `json:"status"`
+	RTT           string        `json:"rtt"`
+	Expiry        string        `json:"expiry"`
+	Version       string        `json:"version"`
+	Error         string        `json:"error,omitempty"`
+	Serial        string        `json:"serial,omitempty"`
+	ExpiresInDays *int          `json:"expires_in_days,omitempty"`
+	ExpiryWarning bool          `json:"expiry_warning,omitempty"`
+	Renewed       *RenewedCert  `json:"renewed,omitempty"`
+	Duration      time.Duration `json:"-"` // RTT as a duration
 }
 
 // PingReport is the outcome of a ping (SPEC §6): OK when every host
@@ -83,14 +92,23 @@ func (e *Engine) Ping(ctx context.Context, req PingRequest) (*PingReport, error)
 }
 
 func (e *Engine) pingOne(ctx context.Context, reqid string, t Target, port int) PingResult {
+	r, _ := e.pingNote(ctx, reqid, t, port)
+	return r
+}
+
+// pingNote is pingOne, also returning what happened to the agent's
+// certificate after the contact (renew.go).
+func (e *Engine) pingNote(ctx context.Context, reqid string, t Target, port int) (PingResult, contactNote) {
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(ctx, e.hostDeadline(0))
 	defer cancel()
 	res := PingResult{Host: t.Arg, Status: StatusError}
 	p, err := e.prepare(ctx, t, port)
 	var resp *wire.PingResponse
+	var peer wire.Peer
+	var note contactNote
 	if err == nil {
-		resp, err = e.client.Ping(ctx, p.target, wire.PingRequest{ReqID: reqid})
+		resp, err = e.client.Ping(wire.WithPeer(ctx, &peer), p.target, wire.PingRequest{ReqID: reqid})
 	}
 	res.Duration = time.Since(start)
 	res.RTT = FormatRTT(res.Duration)
@@ -104,9 +122,11 @@ func (e *Engine) pingOne(ctx context.Context, reqid string, t Target, port int) 
 	default:
 		res.Status, res.Version, res.Expiry = StatusOK, resp.Version, resp.Expiry
 		e.touch(p)
+		note = e.afterContact(ctx, reqid, p, peer.Leaf())
+		res.certNote(note, e.o.Now())
 	}
 	logResult(e.log, logging.ActionPing, reqid, t.Name, res.Status, res.Duration, res.Error)
-	return res
+	return res, note
 }
 
 // DiscoverRequest asks hosts what they can run. With no Hosts it asks
@@ -189,8 +209,9 @@ func (e *Engine) discoverOne(ctx context.Context, reqid string, t Target, port i
 	res := DiscoverResult{Host: t.Arg, Status: StatusError, Tags: map[string]string{}, Scripts: []wire.ScriptInfo{}}
 	p, err := e.prepare(ctx, t, port)
 	var resp *wire.CapabilitiesResponse
+	var peer wire.Peer
 	if err == nil {
-		resp, err = e.client.Capabilities(ctx, p.target)
+		resp, err = e.client.Capabilities(wire.WithPeer(ctx, &peer), p.target)
 	}
 	res.Duration = time.Since(start)
 	res.RTT = FormatRTT(res.Duration)
@@ -209,6 +230,7 @@ func (e *Engine) discoverOne(ctx context.Context, reqid string, t Target, port i
 			res.Status, res.Error = StatusError, "agent answered status "+quoteStatus(resp.Status)
 		} else {
 			e.touch(p)
+			e.afterContact(ctx, reqid, p, peer.Leaf())
 		}
 	}
 	logResult(e.log, logging.ActionDiscover, reqid, t.Name, res.Status, res.Duration, res.Error)

@@ -60,7 +60,9 @@ const ScriptNotPermitted = wire.ErrScriptNotPermitted
 // checks the arguments (bad hosts, too many, bad script arguments: an
 // error, nothing done), asks Options.Authorize, takes the host:script locks
 // (a conflict is a *store.LockConflictError and nothing is dispatched),
-// stores the run as running, contacts the agents, and stores the results.
+// stores the run as running, contacts the agents (storing the hosts done so
+// far as they complete), and stores the results: status done, or cancelled
+// when ctx ended first.
 //
 // A host that fails (unreachable, refused, timed out, identity check) is a
 // result with exit -1 and the reason in Error; it never stops the others.
@@ -131,8 +133,10 @@ func (e *Engine) Run(ctx context.Context, req RunRequest) (*RunReport, error) {
 		}
 		return e.runOne(ctx, reqid, i, targets[i], req)
 	}
+	prog := e.newProgress(run)
 	fanout(ctx, len(targets), e.parallel(req.Parallel), work, func(i int, r store.Result) {
 		results[i] = r
+		prog.add(i, r)
 		if r.Exit != 0 {
 			failed++
 		}
@@ -141,7 +145,11 @@ func (e *Engine) Run(ctx context.Context, req RunRequest) (*RunReport, error) {
 		}
 	})
 
+	prog.stop()
 	run.Status, run.Finished, run.Results = store.RunDone, e.o.Now().UTC(), results
+	if ctx.Err() != nil {
+		run.Status = store.RunCancelled // hosts still in flight say "cancelled"
+	}
 	report := &RunReport{OK: failed == 0, ReqID: reqid, Results: results}
 	if err := e.o.Runs.SaveRun(run); err != nil {
 		return report, fmt.Errorf("run %s finished but its results could not be stored: %w", reqid, err)
@@ -161,12 +169,13 @@ func (e *Engine) runOne(ctx context.Context, reqid string, i int, t Target, req 
 	res := store.Result{Host: t.Arg, Exit: -1, ReqID: reqid}
 	p, err := e.prepare(ctx, t, req.Port)
 	var resp *wire.RunResponse
+	var peer wire.Peer
 	if err == nil {
 		var onEvent func(wire.StreamEvent)
 		if req.OnOutput != nil {
 			onEvent = func(ev wire.StreamEvent) { req.OnOutput(i, t.Arg, ev) }
 		}
-		resp, err = e.client.Run(ctx, p.target, wire.RunRequest{Script: req.Script, Args: nonNil(req.Args), ReqID: reqid,
+		resp, err = e.client.Run(wire.WithPeer(ctx, &peer), p.target, wire.RunRequest{Script: req.Script, Args: nonNil(req.Args), ReqID: reqid,
 			Username: req.Username, Token: req.Token, Timeout: timeoutSeconds(req.Timeout)}, onEvent)
 	}
 	rtt := time.Since(start)
@@ -178,6 +187,7 @@ func (e *Engine) runOne(ctx context.Context, reqid string, i int, t Target, req 
 		res.Exit, res.Error, res.Truncated, res.Signal = resp.Exit, resp.Error, resp.Truncated, resp.Signal
 		res.Stdout, res.StdoutB64, res.Stderr, res.StderrB64 = resp.Stdout, resp.StdoutB64, resp.Stderr, resp.StderrB64
 		e.touch(p)
+		e.afterContact(ctx, reqid, p, peer.Leaf())
 	}
 	lvl := zapcore.InfoLevel
 	if res.Exit != 0 {

@@ -211,11 +211,23 @@ type StatusJSON struct {
 }
 
 // WritePingTable writes ping results as a table: HOST STATUS RTT VERSION
-// EXPIRY ERROR.
+// EXPIRY LEFT ERROR. LEFT is the days the certificate the agent presented
+// has left ("364d"), with WARN under control.ExpiryWarnDays, or "renewed"
+// when this ping renewed it (EXPIRY is then the new certificate's).
 func WritePingTable(w io.Writer, results []control.PingResult) error {
-	t := NewTable("HOST", "STATUS", "RTT", "VERSION", "EXPIRY", "ERROR")
+	t := NewTable("HOST", "STATUS", "RTT", "VERSION", "EXPIRY", "LEFT", "ERROR")
 	for _, r := range results {
-		t.Row(r.Host, r.Status, r.RTT, r.Version, r.Expiry, r.Error)
+		expiry, left := r.Expiry, ""
+		switch {
+		case r.Renewed != nil:
+			expiry, left = r.Renewed.Expiry, "renewed"
+		case r.ExpiresInDays != nil:
+			left = fmt.Sprintf("%dd", *r.ExpiresInDays)
+			if r.ExpiryWarning {
+				left += " WARN"
+			}
+		}
+		t.Row(r.Host, r.Status, r.RTT, r.Version, expiry, left, r.Error)
 	}
 	return t.Write(w)
 }

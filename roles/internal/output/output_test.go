@@ -104,8 +104,11 @@ func TestRunJSONGolden(t *testing.T) {
 func TestPingGolden(t *testing.T) {
 	ping := []control.PingResult{
 		{Host: "web-01", Status: "ok", RTT: "3ms", Expiry: "Jun  7 16:28:00 2027 GMT", Version: "0.1.0"},
-		{Host: "web-02.example.com:7450", Status: "ok", RTT: "12ms", Expiry: "Jan 15 09:00:00 2027 GMT", Version: "0.5.3"},
+		{Host: "web-02.example.com:7450", Status: "ok", RTT: "12ms", Expiry: "Jan 15 09:00:00 2027 GMT", Version: "0.5.3",
+			Serial: "0b0670", ExpiresInDays: intp(12), ExpiryWarning: true},
 		{Host: "web-03", Status: "error", RTT: "10001ms", Error: "connect timeout after 10s"},
+		{Host: "web-04", Status: "ok", RTT: "5ms", Expiry: "Jan  2 09:00:00 2026 GMT", Version: "0.1.0",
+			Serial: "1f2e3d", ExpiresInDays: intp(1), Renewed: &control.RenewedCert{Serial: "4c5d6e", Expiry: "Jan  1 09:00:00 2027 GMT"}},
 	}
 	var b bytes.Buffer
 	if err := WritePingTable(&b, ping); err != nil {
@@ -119,6 +122,8 @@ func TestPingGolden(t *testing.T) {
 	}
 	golden(t, "ping.json", b.Bytes())
 }
+
+func intp(n int) *int { return &n }
 
 func TestDiscoverGolden(t *testing.T) {
 	disc := []control.DiscoverResult{

@@ -14,6 +14,10 @@
 //	revoked-serials     revoked agent serials, one per line, 0640 (see [Files.RevokeSerial])
 //	revoked-serials.lock
 //	                    flock(2) lock guarding changes of revoked-serials
+//	revoked-dispatcher-serials
+//	                    revoked dispatcher certificates, pushed to agents, 0640
+//	                    (see [Files.RevokeDispatcherSerial]; and its .lock)
+//	rotation.json       the last rotate-cert, the Perl dispatcher's fields, 0640 (see [Rotation])
 //	runs/REQID.json     stored run, 0640 (see [Run])
 //	locks/HOST--SCRIPT.lock
 //	                    flock(2) lock file, 0640, shared with the Perl dispatcher
@@ -58,6 +62,12 @@
 // [Files.RevokeSerial] adds is lowercase hex (0x-prefixed when it has no
 // hex letter, so it is never read as decimal) below a comment line
 // "# revoked HOST TIME: REASON". It is read with pki.ParseSerialList.
+//
+// The certificate lifecycle keeps its per-agent fields (last_renewal,
+// renewal_unsupported, revocations_pushed, and the Perl dispatcher's
+// serial_status, dispatcher_serial, serial_broadcast, serial_confirmed) in
+// [Agent.Extra], so that both dispatchers read and write them:
+// [Agent.SetExtraString], [Agent.ExtraTime] and the Field constants.
 //
 // # Errors
 //

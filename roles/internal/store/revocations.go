@@ -40,10 +40,14 @@ func (f *Files) revokedPath() string { return filepath.Join(f.dir, revokedFile) 
 // rewritten atomically under a lock, so concurrent revocations are all
 // kept.
 func (f *Files) RevokeSerial(serial *big.Int, host, reason string, at time.Time) error {
+	return f.revokeIn(f.revokedPath(), serial, host, reason, at)
+}
+
+// revokeIn adds serial to the serial list at path, as RevokeSerial does.
+func (f *Files) revokeIn(path string, serial *big.Int, host, reason string, at time.Time) error {
 	if serial == nil || serial.Sign() <= 0 {
 		return errors.New("revoke: no serial number")
 	}
-	path := f.revokedPath()
 	return withStateLock(path+".lock", func() error {
 		data, err := os.ReadFile(path)
 		if err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -72,7 +76,11 @@ func (f *Files) RevokeSerial(serial *big.Int, host, reason string, at time.Time)
 // and its decimal reading). A missing file is an empty set. Lines that do
 // not parse are skipped; they are returned as warnings, "FILE line N: …".
 func (f *Files) RevokedSerials() (pki.SerialSet, []error, error) {
-	path := f.revokedPath()
+	return readSerialList(f.revokedPath())
+}
+
+// readSerialList reads the serial list at path as RevokedSerials does.
+func readSerialList(path string) (pki.SerialSet, []error, error) {
 	data, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return pki.SerialSet{}, nil, nil

@@ -98,16 +98,19 @@ type Run struct {
 	Args     []string  `json:"args"`
 	Hosts    []string  `json:"hosts"`
 	Username string    `json:"username"`
-	Status   string    `json:"status"` // RunRunning or RunDone
+	Status   string    `json:"status"` // RunRunning, RunDone or RunCancelled
 	Started  time.Time `json:"started"`
 	Finished time.Time `json:"finished,omitzero"`
 	Results  []Result  `json:"results"` // in the order of Hosts once done
 }
 
-// Values of Run.Status.
+// Values of Run.Status. A running record holds the results of the hosts
+// done so far, in the order of Hosts; a cancelled run's hosts that were
+// still in flight have the error "cancelled".
 const (
-	RunRunning = "running"
-	RunDone    = "done"
+	RunRunning   = "running"
+	RunDone      = "done"
+	RunCancelled = "cancelled"
 )
 
 // OK reports whether the run is done and every host exited 0.

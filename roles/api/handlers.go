@@ -1,0 +1,396 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/dispatcher-dev/dispatcher/hook"
+	"github.com/dispatcher-dev/dispatcher/roles/internal/control"
+	"github.com/dispatcher-dev/dispatcher/roles/internal/store"
+)
+
+// Request bodies. Username and token, when present, win over the
+// X-Dispatcher-Username and Authorization: Bearer headers.
+type (
+	runBody struct {
+		Hosts    []string     `json:"hosts"`
+		Script   string       `json:"script"`
+		Args     []string     `json:"args"`
+		Username *string      `json:"username"`
+		Token    *string      `json:"token"`
+		Timeout  timeoutValue `json:"timeout"`
+		Parallel int          `json:"parallel"`
+		Port     int          `json:"port"`
+		Async    bool         `json:"async"`
+	}
+	hostsBody struct {
+		Hosts    []string `json:"hosts"`
+		Username *string  `json:"username"`
+		Token    *string  `json:"token"`
+		Parallel int      `json:"parallel"`
+		Port     int      `json:"port"`
+	}
+)
+
+// caller applies a body's username and token.
+func caller(r *http.Request, username, token *string) {
+	st := stateOf(r)
+	if username != nil {
+		st.username = *username
+	}
+	if token != nil {
+		st.token = *token
+	}
+}
+
+// indexBody is GET /.
+type indexBody struct {
+	Name      string     `json:"name"`
+	Version   string     `json:"version"`
+	Endpoints []endpoint `json:"endpoints"`
+}
+
+type endpoint struct {
+	Method  string `json:"method"`
+	Path    string `json:"path"`
+	Summary string `json:"summary"`
+}
+
+func (s *Server) handleIndex(w http.ResponseWriter, r *http.Request) {
+	if err := s.authorize(r, hook.Context{Action: actionAPI}); err != nil {
+		fail(w, r, err)
+		return
+	}
+	body := indexBody{Name: "dispatcher-api", Version: s.version}
+	for _, rt := range s.routeList() {
+		body.Endpoints = append(body.Endpoints, endpoint{Method: rt.method, Path: rt.path, Summary: rt.summary})
+	}
+	writeJSON(w, http.StatusOK, body)
+}
+
+// routeList returns the endpoints in the order of the index.
+func (s *Server) routeList() []*route {
+	order := []string{"GET /{$}", "GET /health", "POST /ping", "POST /run", "GET /discovery", "POST /discovery",
+		"GET /status/{reqid}", "GET /runs/{reqid}/events", "DELETE /runs/{reqid}", "GET /openapi.json",
+		"GET /openapi-live.json", "GET /metrics"}
+	out := make([]*route, 0, len(order))
+	for _, p := range order {
+		out = append(out, s.routes[p])
+	}
+	return out
+}
+
+func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func (s *Server) handlePing(w http.ResponseWriter, r *http.Request) {
+	var body hostsBody
+	if err := decodeBody(w, r, &body, false); err != nil {
+		fail(w, r, err)
+		return
+	}
+	caller(r, body.Username, body.Token)
+	eng := s.o.Engine
+	if err := eng.CheckHosts(body.Hosts, body.Port, body.Parallel, false); err != nil {
+		fail(w, r, err)
+		return
+	}
+	if err := s.authorize(r, hook.Context{Action: string(hook.ActionPing), Hosts: body.Hosts}); err != nil {
+		fail(w, r, err)
+		return
+	}
+	st := stateOf(r)
+	start := time.Now()
+	report, err := eng.Ping(r.Context(), control.PingRequest{Hosts: body.Hosts, Username: st.username, Token: st.token,
+		Port: body.Port, Parallel: body.Parallel})
+	if err != nil {
+		fail(w, r, err)
+		return
+	}
+	s.metrics.observe(string(hook.ActionPing), time.Since(start))
+	writeJSON(w, http.StatusOK, report)
+}
+
+// runAccepted answers an async run (202), or a cancel that is not over yet.
+type runAccepted struct {
+	ReqID  string `json:"reqid"`
+	Status string `json:"status"`
+}
+
+func (s *Server) handleRun(w http.ResponseWriter, r *http.Request) {
+	var body runBody
+	if err := decodeBody(w, r, &body, false); err != nil {
+		fail(w, r, err)
+		return
+	}
+	caller(r, body.Username, body.Token)
+	st := stateOf(r)
+	req := control.RunRequest{Hosts: body.Hosts, Script: body.Script, Args: body.Args, Username: st.username, Token: st.token,
+		Timeout: time.Duration(body.Timeout), Port: body.Port, Parallel: body.Parallel}
+	if err := s.o.Engine.CheckRun(req); err != nil {
+		fail(w, r, err)
+		return
+	}
+	if err := s.authorize(r, hook.Context{Action: string(hook.ActionRun), Script: req.Script, Hosts: req.Hosts, Args: req.Args}); err != nil {
+		fail(w, r, err)
+		return
+	}
+	lr, err := s.tracker.Start(r.Context(), req)
+	if err != nil {
+		fail(w, r, err)
+		return
+	}
+	st.reqid = lr.ReqID
+	if body.Async {
+		w.Header().Set("Location", "/status/"+lr.ReqID)
+		writeJSON(w, http.StatusAccepted, runAccepted{ReqID: lr.ReqID, Status: store.RunRunning})
+		return
+	}
+	// The caller going away cancels its run, as Ctrl-C does the CLI's.
+	stop := context.AfterFunc(r.Context(), lr.Cancel)
+	defer stop()
+	<-lr.Done()
+	report, _, _, err := lr.Result()
+	if err != nil {
+		status, eb := statusOf(err)
+		eb.ReqID, st.err = lr.ReqID, err
+		writeJSON(w, status, eb)
+		return
+	}
+	writeJSON(w, http.StatusOK, report)
+}
+
+func (s *Server) handleDiscovery(w http.ResponseWriter, r *http.Request) {
+	var body hostsBody
+	if r.Method == http.MethodPost {
+		if err := decodeBody(w, r, &body, true); err != nil {
+			fail(w, r, err)
+			return
+		}
+		caller(r, body.Username, body.Token)
+	} else {
+		q := r.URL.Query()
+		for _, h := range q["host"] {
+			for _, part := range strings.Split(h, ",") {
+				if part = strings.TrimSpace(part); part != "" {
+					body.Hosts = append(body.Hosts, part)
+				}
+			}
+		}
+		var err error
+		if body.Parallel, err = queryInt(q.Get("parallel"), "parallel"); err == nil {
+			body.Port, err = queryInt(q.Get("port"), "port")
+		}
+		if err != nil {
+			fail(w, r, err)
+			return
+		}
+	}
+	eng := s.o.Engine
+	if err := eng.CheckHosts(body.Hosts, body.Port, body.Parallel, true); err != nil {
+		fail(w, r, err)
+		return
+	}
+	hosts := body.Hosts
+	if len(hosts) == 0 {
+		var err error
+		if hosts, err = eng.RegisteredHosts(); err != nil {
+			fail(w, r, err)
+			return
+		}
+	}
+	if err := s.authorize(r, hook.Context{Action: string(hook.ActionDiscovery), Hosts: hosts}); err != nil {
+		fail(w, r, err)
+		return
+	}
+	report, err := s.discover(r, hosts, body.Port, body.Parallel)
+	if err != nil {
+		fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, report)
+}
+
+// discover runs a discovery of hosts (none: an empty report).
+func (s *Server) discover(r *http.Request, hosts []string, port, parallel int) (*control.DiscoverReport, error) {
+	if len(hosts) == 0 {
+		return &control.DiscoverReport{OK: true, Results: []control.DiscoverResult{}}, nil
+	}
+	st := stateOf(r)
+	start := time.Now()
+	report, err := s.o.Engine.Discover(r.Context(), control.DiscoverRequest{Hosts: hosts, Username: st.username, Token: st.token,
+		Port: port, Parallel: parallel})
+	if err == nil {
+		s.metrics.observe(string(hook.ActionDiscovery), time.Since(start))
+	}
+	return report, err
+}
+
+func queryInt(v, name string) (int, error) {
+	if v == "" {
+		return 0, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		return 0, errorf(http.StatusBadRequest, "%s %q: want a number", name, v)
+	}
+	return n, nil
+}
+
+// statusBody is a stored run as GET /status answers it: status --json.
+type statusBody struct {
+	OK bool `json:"ok"`
+	store.Run
+}
+
+func newStatusBody(run store.Run) statusBody {
+	if run.Args == nil {
+		run.Args = []string{}
+	}
+	if run.Hosts == nil {
+		run.Hosts = []string{}
+	}
+	if run.Results == nil {
+		run.Results = []store.Result{}
+	}
+	return statusBody{OK: run.OK(), Run: run}
+}
+
+// lookup finds run reqid, live in this process and/or stored, and asks the
+// hook about action on it (with its script and hosts, when it is known):
+// a bad reqid is 400, a refusal 403, an unknown run 404 — in that order,
+// so that a caller the hook refuses cannot tell which runs exist.
+func (s *Server) lookup(r *http.Request, action string) (store.Run, *control.LiveRun, error) {
+	reqid := r.PathValue("reqid")
+	if err := store.ValidReqID(reqid); err != nil {
+		return store.Run{}, nil, errorf(http.StatusBadRequest, "%v", err)
+	}
+	st := stateOf(r)
+	st.reqid = reqid
+	live, _ := s.tracker.Get(reqid)
+	run, err := s.o.Runs.GetRun(reqid)
+	missing := errors.Is(err, store.ErrNotFound)
+	if err != nil && !missing {
+		return store.Run{}, nil, err
+	}
+	if aerr := s.authorize(r, hook.Context{Action: action, Script: run.Script, Hosts: run.Hosts, Args: run.Args}); aerr != nil {
+		return store.Run{}, nil, aerr
+	}
+	if missing {
+		return store.Run{}, nil, errorf(http.StatusNotFound, "run %s is not stored: unknown, or older than run_retention", reqid)
+	}
+	return run, live, nil
+}
+
+func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) {
+	run, _, err := s.lookup(r, actionStatus)
+	if err != nil {
+		fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, newStatusBody(run))
+}
+
+func (s *Server) handleCancel(w http.ResponseWriter, r *http.Request) {
+	run, live, err := s.lookup(r, actionCancel)
+	if err != nil {
+		fail(w, r, err)
+		return
+	}
+	if live == nil {
+		if run.Status == store.RunRunning {
+			fail(w, r, errorf(http.StatusConflict, "run %s is not running in this API process: only the process that started it "+
+				"(the CLI or another API node) can cancel it, or that process died and left the record behind", run.ReqID))
+			return
+		}
+		writeJSON(w, http.StatusOK, newStatusBody(run)) // over already: nothing to cancel
+		return
+	}
+	live.Cancel()
+	select {
+	case <-live.Done():
+	case <-time.After(s.cancelWait):
+		writeJSON(w, http.StatusAccepted, runAccepted{ReqID: live.ReqID, Status: "cancelling"})
+		return
+	}
+	if final, err := s.o.Runs.GetRun(live.ReqID); err == nil {
+		run = final
+	}
+	writeJSON(w, http.StatusOK, newStatusBody(run))
+}
+
+func (s *Server) handleOpenAPI(w http.ResponseWriter, r *http.Request) {
+	if err := s.authorize(r, hook.Context{Action: actionAPI}); err != nil {
+		fail(w, r, err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(s.openapi)))
+	_, _ = w.Write(s.openapi)
+}
+
+func (s *Server) handleOpenAPILive(w http.ResponseWriter, r *http.Request) {
+	hosts, err := s.o.Engine.RegisteredHosts()
+	if err != nil {
+		fail(w, r, err)
+		return
+	}
+	if err := s.authorize(r, hook.Context{Action: string(hook.ActionDiscovery), Hosts: hosts}); err != nil {
+		fail(w, r, err)
+		return
+	}
+	report, err := s.discover(r, hosts, 0, 0)
+	if err != nil {
+		fail(w, r, err)
+		return
+	}
+	doc, err := liveOpenAPI(s.version, report, s.now())
+	if err != nil {
+		fail(w, r, err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	_, _ = w.Write(doc)
+}
+
+func (s *Server) handleMetrics(w http.ResponseWriter, r *http.Request) {
+	if err := s.authorize(r, hook.Context{Action: actionMetrics}); err != nil {
+		fail(w, r, err)
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+	g := gauges{runsInFlight: s.tracker.InFlight(), requestsInFlight: len(s.sem)}
+	if err := s.metrics.write(w, g, s.o.Registry.ListAgents, s.now()); err != nil {
+		stateOf(r).err = fmt.Errorf("write metrics: %w", err)
+	}
+}
+
+// handleNotFound answers every other path: 405 when another method would
+// do, else 404 — after the hook, like every endpoint.
+func (s *Server) handleNotFound(w http.ResponseWriter, r *http.Request) {
+	if err := s.authorize(r, hook.Context{Action: actionAPI}); err != nil {
+		fail(w, r, err)
+		return
+	}
+	var allowed []string
+	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodDelete} {
+		probe := r.Clone(r.Context())
+		probe.Method = m
+		if _, p := s.mux.Handler(probe); p != "/" && p != "" {
+			allowed = append(allowed, m)
+		}
+	}
+	if len(allowed) > 0 {
+		w.Header().Set("Allow", strings.Join(allowed, ", "))
+		fail(w, r, errorf(http.StatusMethodNotAllowed, "%s is not allowed on %s: use %s", r.Method, r.URL.Path, strings.Join(allowed, " or ")))
+		return
+	}
+	fail(w, r, errorf(http.StatusNotFound, "no such endpoint %s %s (GET / lists them)", r.Method, r.URL.Path))
+}
