@@ -82,6 +82,7 @@ type Engine struct {
 
 	revoked atomic.Pointer[pki.SerialSet] // as last read from Options.Revocations
 	life    lifecycle                     // renewal and pushes (renew.go)
+	dns     resolveCache                  // name lookups shared by concurrent requests (targets.go)
 }
 
 // Defaults of Options.

@@ -9,6 +9,8 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/dispatcher-dev/dispatcher/pki"
 	"github.com/dispatcher-dev/dispatcher/roles/internal/store"
@@ -115,18 +117,71 @@ func (e *Engine) plan(ctx context.Context, t Target, flagPort int) (dialPlan, er
 	}, nil
 }
 
+// resolveTTL is how long an answer (found or not) is reused. Concurrent
+// requests for one name share a single lookup, so a fan-out of many runs
+// to the same agents, or a busy API, does not flood the resolver.
+const resolveTTL = 30 * time.Second
+
+// resolveCache remembers recent lookups; the zero value is ready to use.
+type resolveCache struct {
+	mu sync.Mutex
+	m  map[string]*lookup
+}
+
+type lookup struct {
+	done chan struct{} // closed when err is set
+	err  error
+	at   time.Time
+}
+
 // resolve reports whether name resolves, within the connect timeout.
 func (e *Engine) resolve(ctx context.Context, name string) error {
+	key := strings.ToLower(name)
+	c := &e.dns
+	c.mu.Lock()
+	l, ok := c.m[key]
+	if !ok || (isDone(l.done) && time.Since(l.at) > resolveTTL) {
+		if c.m == nil {
+			c.m = map[string]*lookup{}
+		}
+		l = &lookup{done: make(chan struct{})}
+		c.m[key] = l
+		c.mu.Unlock()
+		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.o.ConnectTimeout)
+		err := e.lookup(lctx, name)
+		cancel()
+		l.err, l.at = err, time.Now()
+		close(l.done)
+		return err
+	}
+	c.mu.Unlock()
+	select {
+	case <-l.done:
+		return l.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// lookup asks Options.Resolve, else the system resolver.
+func (e *Engine) lookup(ctx context.Context, name string) error {
 	if e.o.Resolve != nil {
 		return e.o.Resolve(ctx, name)
 	}
-	ctx, cancel := context.WithTimeout(ctx, e.o.ConnectTimeout)
-	defer cancel()
 	addrs, err := net.DefaultResolver.LookupHost(ctx, name)
 	if err == nil && len(addrs) == 0 {
 		err = fmt.Errorf("no address for %s", name)
 	}
 	return err
+}
+
+func isDone(ch chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
 }
 
 // NewReqID returns a new request id: 16 lowercase hex digits (64 random
