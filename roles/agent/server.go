@@ -42,10 +42,14 @@ type Server struct {
 	slots  atomic.Int64 // runs in flight
 	now    func() time.Time
 	mu     sync.Mutex // serialises snapshot swaps: reload, renewal and pushes
+
+	limiter          *limiter      // per-address network guard state (guard.go)
+	handshakeTimeout time.Duration // accept to completed TLS handshake
 }
 
 func newServer(p paths, log *zap.Logger) (*Server, error) {
-	s := &Server{paths: p, log: log, runner: &exec.Runner{Log: log.Named("exec")}, now: time.Now}
+	s := &Server{paths: p, log: log, runner: &exec.Runner{Log: log.Named("exec")}, now: time.Now,
+		limiter: newLimiter(guardTableCap), handshakeTimeout: handshakeTimeout}
 	snap, err := loadSnapshot(p, log)
 	if err != nil {
 		return nil, err
@@ -366,7 +370,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	logging.Event(s.log, logging.ActionStart, zap.String("addr", ln.Addr().String()), zap.String("host", cfg.Hostname),
 		zap.String("version", cmdutil.Build().Version), zap.Int("scripts", len(s.snap.Load().allow.Entries())))
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(tls.NewListener(ln, srv.TLSConfig)) }()
+	go func() { errc <- srv.Serve(s.newGuard(ln, srv.TLSConfig)) }()
 	select {
 	case err := <-errc:
 		return fmt.Errorf("serve: %w", err)

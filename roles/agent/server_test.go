@@ -47,6 +47,16 @@ func newWorld(t *testing.T) *world {
 // newWorldLog is newWorld with the agent logging to log.
 func newWorldLog(t *testing.T, log *zap.Logger) *world {
 	t.Helper()
+	w := setupWorld(t, log)
+	w.start()
+	return w
+}
+
+// setupWorld is newWorldLog without serving: a test may adjust the server
+// (its clock, agent.conf) before calling start. The rate limits are off
+// (these tests make many connections); guard_test.go turns them on.
+func setupWorld(t *testing.T, log *zap.Logger) *world {
+	t.Helper()
 	w := &world{t: t, dir: t.TempDir(), ca: pkitest.NewCA(t)}
 	w.marker = filepath.Join(w.dir, "MARKER")
 	certPEM, keyPEM := pkitest.PEM(t, w.ca.Agent(t, "web-01"))
@@ -67,6 +77,7 @@ revoked_serials = %[4]q
 dispatcher_serial_path = %[5]q
 script_dirs = %[6]q
 log = "stderr"
+rate_limit_disable = true
 `, filepath.Join(w.dir, "agent.crt"), filepath.Join(w.dir, "agent.key"), filepath.Join(w.dir, "ca.crt"),
 		filepath.Join(w.dir, "revoked-serials"), filepath.Join(w.dir, "dispatcher-serial"), bin), 0o640)
 	w.allow(`touch = "` + filepath.Join(bin, "touch") + `"` + "\n")
@@ -77,6 +88,12 @@ log = "stderr"
 		t.Fatal(err)
 	}
 	w.srv = srv
+	return w
+}
+
+// start serves on a loopback port.
+func (w *world) start() {
+	t := w.t
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -84,14 +101,13 @@ log = "stderr"
 	w.addr = ln.Addr().String()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, ln) }()
+	go func() { done <- w.srv.Serve(ctx, ln) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
 			t.Errorf("serve: %v", err)
 		}
 	})
-	return w
 }
 
 func (w *world) allow(scripts string) {

@@ -29,6 +29,7 @@ type snapshot struct {
 	roots   *x509.CertPool
 	revoked pki.SerialSet
 	pin     *big.Int // legacy dispatcher-serial pin; nil when there is none
+	ips     ipFilter // allowed_ips, parsed
 }
 
 // paths says where a snapshot is loaded from.
@@ -45,6 +46,16 @@ func loadSnapshot(p paths, log *zap.Logger) (*snapshot, error) {
 		return nil, err
 	}
 	s := &snapshot{cfg: cfg}
+	ips, badIPs := parseAllowedIPs(cfg.AllowedIPs)
+	for _, b := range badIPs {
+		logging.EventLevel(log, zapcore.WarnLevel, logging.ActionConfigWarn, zap.String("file", p.config), zap.String("key", "allowed_ips"),
+			zap.String("reason", fmt.Sprintf("%q is not an IP address or CIDR: skipped", b)))
+	}
+	if ips.restrict && len(ips.prefixes) == 0 {
+		logging.EventLevel(log, zapcore.WarnLevel, logging.ActionConfigWarn, zap.String("file", p.config), zap.String("key", "allowed_ips"),
+			zap.String("reason", "no valid entry: every connection is refused"))
+	}
+	s.ips = ips
 
 	al, err := loadAllowlist(p, cfg, log)
 	if err != nil {
