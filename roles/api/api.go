@@ -2,9 +2,7 @@ package api
 
 import (
 	"crypto/tls"
-	"errors"
 	"fmt"
-	"io/fs"
 	"net"
 	"strconv"
 
@@ -15,7 +13,6 @@ import (
 	"github.com/dispatcher-dev/dispatcher/roles/internal/cmdutil"
 	"github.com/dispatcher-dev/dispatcher/roles/internal/config"
 	"github.com/dispatcher-dev/dispatcher/roles/internal/control"
-	"github.com/dispatcher-dev/dispatcher/roles/internal/logging"
 	"github.com/dispatcher-dev/dispatcher/roles/internal/store"
 )
 
@@ -120,14 +117,15 @@ type serveOptions struct {
 }
 
 func options(cfg *config.Dispatcher, log *zap.Logger) (serveOptions, error) {
-	if cfg.Store != "" {
-		return serveOptions{}, errors.New("store: the PostgreSQL store is not available in this version; leave store empty to keep state in state_dir")
+	st, err := store.Open(cfg.Store, cfg.StateDir)
+	if err != nil {
+		return serveOptions{}, err
 	}
 	id, err := control.LoadIdentity(cfg.Cert, cfg.Key, cfg.CA)
 	if err != nil {
 		return serveOptions{}, fmt.Errorf("%w: run 'dispatcher setup-ca' and 'dispatcher setup-dispatcher' first (or fix cert, key and ca in dispatcher.conf)", err)
 	}
-	o := serveOptions{identity: id, store: store.NewFiles(cfg.StateDir)}
+	o := serveOptions{identity: id, store: st}
 	o.Runs, o.Registry = o.store, o.store
 	o.AllowByDefault = cfg.APIAuthDefault == "allow"
 	if cfg.AuthHook != "" {
@@ -153,28 +151,7 @@ func options(cfg *config.Dispatcher, log *zap.Logger) (serveOptions, error) {
 	return o, nil
 }
 
-// load reads dispatcher.conf (the defaults when the default path does not
-// exist) and builds the logger it asks for, tagged dispatcher-api.
+// load reads dispatcher.conf and builds the logger it asks for.
 func load(c *cli.Context) (*config.Dispatcher, *zap.Logger, func() error, error) {
-	path := c.String("config")
-	boot, closeBoot, err := logging.New(logging.Options{Output: logging.OutputStderr, Tag: tag, Stderr: c.App.ErrWriter})
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	cfg, err := config.LoadDispatcher(path, boot)
-	closeBoot()
-	if errors.Is(err, fs.ErrNotExist) && !c.IsSet("config") {
-		cfg, err = config.DefaultDispatcher(), nil
-	}
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil, nil, fmt.Errorf("config file %s does not exist: create it or leave out --config to use the defaults", path)
-	}
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	log, closeLog, err := logging.New(logging.Options{Output: cfg.Log, Format: cfg.LogFormat, Tag: tag, Stderr: c.App.ErrWriter})
-	if err != nil {
-		return nil, nil, nil, fmt.Errorf("set up logging: %w", err)
-	}
-	return cfg, log, closeLog, nil
+	return cmdutil.LoadDispatcherConfig(c, tag)
 }

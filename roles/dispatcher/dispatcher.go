@@ -2,8 +2,6 @@ package dispatcher
 
 import (
 	"errors"
-	"fmt"
-	"io/fs"
 
 	"github.com/urfave/cli/v2"
 	"go.uber.org/zap"
@@ -11,7 +9,6 @@ import (
 	"github.com/dispatcher-dev/dispatcher/roles/internal/cmdutil"
 	"github.com/dispatcher-dev/dispatcher/roles/internal/config"
 	"github.com/dispatcher-dev/dispatcher/roles/internal/control"
-	"github.com/dispatcher-dev/dispatcher/roles/internal/logging"
 	"github.com/dispatcher-dev/dispatcher/roles/internal/output"
 	"github.com/dispatcher-dev/dispatcher/roles/internal/store"
 )
@@ -63,27 +60,26 @@ type env struct {
 // file at the default path means defaults; a missing file named with
 // --config is an error.
 func load(c *cli.Context) (*env, error) {
-	path := c.String("config")
-	boot, closeBoot, err := logging.New(logging.Options{Output: "stderr", Tag: "dispatcher", Stderr: c.App.ErrWriter})
+	cfg, log, closeLog, err := cmdutil.LoadDispatcherConfig(c, "dispatcher")
 	if err != nil {
 		return nil, err
-	}
-	defer closeBoot()
-	cfg, err := config.LoadDispatcher(path, boot)
-	if errors.Is(err, fs.ErrNotExist) && !c.IsSet("config") {
-		cfg, err = config.DefaultDispatcher(), nil
-	}
-	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("config file %s does not exist: create it or leave out --config to use the defaults", path)
-		}
-		return nil, err
-	}
-	log, closeLog, err := logging.New(logging.Options{Output: cfg.Log, Format: cfg.LogFormat, Tag: "dispatcher", Stderr: c.App.ErrWriter})
-	if err != nil {
-		return nil, fmt.Errorf("set up logging: %w", err)
 	}
 	return &env{cfg: cfg, log: log, close: closeLog}, nil
+}
+
+// loadStore is load followed by openStore: what most commands start with.
+// On error nothing is left open.
+func loadStore(c *cli.Context) (*env, *store.Files, error) {
+	e, err := load(c)
+	if err != nil {
+		return nil, nil, err
+	}
+	st, err := openStore(e.cfg)
+	if err != nil {
+		_ = e.close()
+		return nil, nil, err
+	}
+	return e, st, nil
 }
 
 // reportErrors makes --json errors JSON on stdout ({"ok":false,"error":…},

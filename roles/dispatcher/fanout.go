@@ -2,7 +2,6 @@ package dispatcher
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"sync"
@@ -124,15 +123,11 @@ func statusCommand() *cli.Command {
 			if c.NArg() != 1 {
 				return cmdutil.Usagef("status needs one request id: dispatcher status REQID")
 			}
-			e, err := load(c)
+			e, st, err := loadStore(c)
 			if err != nil {
 				return err
 			}
 			defer e.close()
-			st, err := openStore(e.cfg)
-			if err != nil {
-				return err
-			}
 			run, err := control.Status(st, c.Args().First())
 			if err != nil {
 				return err
@@ -152,15 +147,11 @@ func listLocksCommand() *cli.Command {
 		Name:  "list-locks",
 		Usage: "list the host:script locks held by runs on this dispatcher host",
 		Action: func(c *cli.Context) error {
-			e, err := load(c)
+			e, st, err := loadStore(c)
 			if err != nil {
 				return err
 			}
 			defer e.close()
-			st, err := openStore(e.cfg)
-			if err != nil {
-				return err
-			}
 			locks, err := control.ListLocks(st)
 			if err != nil {
 				return err
@@ -224,15 +215,11 @@ func withEngine(c *cli.Context, f func(eng *control.Engine, port, parallel int) 
 	if parallel < 0 {
 		return cmdutil.Usagef("--parallel %d: want at least 1", parallel)
 	}
-	e, err := load(c)
+	e, st, err := loadStore(c)
 	if err != nil {
 		return err
 	}
 	defer e.close()
-	st, err := openStore(e.cfg)
-	if err != nil {
-		return err
-	}
 	id, err := control.LoadIdentity(e.cfg.Cert, e.cfg.Key, e.cfg.CA)
 	if err != nil {
 		return fmt.Errorf("%w: run 'dispatcher setup-ca' and 'dispatcher setup-dispatcher' first (or fix cert, key and ca in %s)", err, c.String("config"))
@@ -273,10 +260,7 @@ func authHook(cfg *config.Dispatcher, log *zap.Logger) func(context.Context, con
 
 // openStore opens the state store of cfg.
 func openStore(cfg *config.Dispatcher) (*store.Files, error) {
-	if cfg.Store != "" {
-		return nil, errors.New("store: the PostgreSQL store is not available in this version; leave store empty to keep state in state_dir")
-	}
-	return store.NewFiles(cfg.StateDir), nil
+	return store.Open(cfg.Store, cfg.StateDir)
 }
 
 // newProgress returns the progress line for n hosts: only on a terminal

@@ -77,15 +77,11 @@ func rotateCertCommand() *cli.Command {
 			&cli.StringSliceFlag{Name: "dns-name", Usage: "DNS name to put in the certificate (repeatable; default: those of the old certificate)"},
 		},
 		Action: func(c *cli.Context) error {
-			e, err := load(c)
+			e, st, err := loadStore(c)
 			if err != nil {
 				return err
 			}
 			defer e.close()
-			st, err := openStore(e.cfg)
-			if err != nil {
-				return err
-			}
 			if !c.Bool("yes") {
 				if err := confirmRotation(c, st); err != nil {
 					return err
@@ -192,15 +188,11 @@ func revokeCommand() *cli.Command {
 			if c.NArg() != 1 {
 				return cmdutil.Usagef("revoke needs one host name or serial: dispatcher revoke HOST|SERIAL")
 			}
-			e, err := load(c)
+			e, st, err := loadStore(c)
 			if err != nil {
 				return err
 			}
 			defer e.close()
-			st, err := openStore(e.cfg)
-			if err != nil {
-				return err
-			}
 			r, err := control.Revoke(control.RevokeOptions{Registry: st, Revocations: st, Dispatcher: st, OwnCert: e.cfg.Cert, Log: e.log},
 				c.Args().First(), c.String("reason"))
 			if err != nil {
@@ -233,15 +225,11 @@ func serialStatusCommand() *cli.Command {
 			"cert_overlap_days. Only agents pinned by serial (Perl agents) need it: Go agents accept\n" +
 			"any dispatcher certificate of the CA with the dispatcher role.",
 		Action: func(c *cli.Context) error {
-			e, err := load(c)
+			e, st, err := loadStore(c)
 			if err != nil {
 				return err
 			}
 			defer e.close()
-			st, err := openStore(e.cfg)
-			if err != nil {
-				return err
-			}
 			r, err := control.SerialStatus(st, st, e.cfg.Cert, time.Now(), e.log)
 			if err != nil {
 				return err

@@ -113,15 +113,11 @@ func listAgentsCommand() *cli.Command {
 		Name:  "list-agents",
 		Usage: "list the paired agents (the registry), sorted by host name",
 		Action: func(c *cli.Context) error {
-			e, err := load(c)
+			e, st, err := loadStore(c)
 			if err != nil {
 				return err
 			}
 			defer e.close()
-			st, err := openStore(e.cfg)
-			if err != nil {
-				return err
-			}
 			agents, err := control.ListAgents(st)
 			if err != nil {
 				return err
@@ -185,15 +181,11 @@ func orUnknown(s string) string {
 // withPairing loads the configuration and calls f with the pairing
 // operations over the configured store and CA.
 func withPairing(c *cli.Context, f func(p *control.Pairing) error) error {
-	e, err := load(c)
+	e, st, err := loadStore(c)
 	if err != nil {
 		return err
 	}
 	defer e.close()
-	st, err := openStore(e.cfg)
-	if err != nil {
-		return err
-	}
 	p, err := control.NewPairing(control.PairingOptions{
 		Queue: st, Registry: st, Revocations: st,
 		CA:       control.Pair{Cert: e.cfg.CA, Key: e.cfg.CAKey},

@@ -11,7 +11,6 @@ import (
 
 	"github.com/dispatcher-dev/dispatcher/pki"
 	"github.com/dispatcher-dev/dispatcher/roles/internal/control"
-	"github.com/dispatcher-dev/dispatcher/roles/internal/store"
 )
 
 func setupCACommand() *cli.Command {
@@ -72,7 +71,11 @@ func setupDispatcherCommand() *cli.Command {
 				return explainExists(err, "the dispatcher identity", "agents pinned to its serial would refuse the new one")
 			}
 			if !c.Bool("yes") {
-				if err := confirmWithAgents(c, store.NewFiles(e.cfg.StateDir)); err != nil {
+				st, err := openStore(e.cfg)
+				if err != nil {
+					return err
+				}
+				if err := confirmWithAgents(c, st); err != nil {
 					return err
 				}
 			}

@@ -3,10 +3,8 @@ package pairing
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"net"
 	"os"
 	"strconv"
@@ -19,7 +17,6 @@ import (
 	"github.com/dispatcher-dev/dispatcher/roles/internal/cmdutil"
 	"github.com/dispatcher-dev/dispatcher/roles/internal/config"
 	"github.com/dispatcher-dev/dispatcher/roles/internal/control"
-	"github.com/dispatcher-dev/dispatcher/roles/internal/logging"
 	"github.com/dispatcher-dev/dispatcher/roles/internal/output"
 	"github.com/dispatcher-dev/dispatcher/roles/internal/store"
 )
@@ -72,10 +69,10 @@ func Serve(c *cli.Context) error {
 	if port == 0 {
 		port = cfg.PairingPort
 	}
-	if cfg.Store != "" {
-		return errors.New("store: the PostgreSQL store is not available in this version; leave store empty to keep state in state_dir")
+	st, err := store.Open(cfg.Store, cfg.StateDir)
+	if err != nil {
+		return err
 	}
-	st := store.NewFiles(cfg.StateDir)
 	cert, caFingerprint, err := servingCert(cfg)
 	if err != nil {
 		return err
@@ -116,30 +113,9 @@ func Serve(c *cli.Context) error {
 	return srv.serve(ctx, ln)
 }
 
-// load reads dispatcher.conf (the defaults when the default path does not
-// exist) and builds the logger it asks for, tagged dispatcher-pairing.
+// load reads dispatcher.conf and builds the logger it asks for.
 func load(c *cli.Context) (*config.Dispatcher, *zap.Logger, func() error, error) {
-	path := c.String("config")
-	boot, closeBoot, err := logging.New(logging.Options{Output: logging.OutputStderr, Tag: "dispatcher-pairing", Stderr: c.App.ErrWriter})
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	cfg, err := config.LoadDispatcher(path, boot)
-	closeBoot()
-	if errors.Is(err, fs.ErrNotExist) && !c.IsSet("config") {
-		cfg, err = config.DefaultDispatcher(), nil
-	}
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil, nil, fmt.Errorf("config file %s does not exist: create it or leave out --config to use the defaults", path)
-	}
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	log, closeLog, err := logging.New(logging.Options{Output: cfg.Log, Format: cfg.LogFormat, Tag: "dispatcher-pairing", Stderr: c.App.ErrWriter})
-	if err != nil {
-		return nil, nil, nil, fmt.Errorf("set up logging: %w", err)
-	}
-	return cfg, log, closeLog, nil
+	return cmdutil.LoadDispatcherConfig(c, "dispatcher-pairing")
 }
 
 // servingCert is the dispatcher certificate and key followed by the CA

@@ -1,0 +1,42 @@
+package cmdutil
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+
+	"github.com/urfave/cli/v2"
+	"go.uber.org/zap"
+
+	"github.com/dispatcher-dev/dispatcher/roles/internal/config"
+	"github.com/dispatcher-dev/dispatcher/roles/internal/logging"
+)
+
+// LoadDispatcherConfig reads the dispatcher.conf named by the --config flag
+// and builds the logger it asks for, tagged tag (dispatcher,
+// dispatcher-api, dispatcher-pairing). Warnings found while loading go to
+// stderr, where the operator sees them. A missing file at the default path
+// means the defaults; a missing file named with --config is an error.
+func LoadDispatcherConfig(c *cli.Context, tag string) (*config.Dispatcher, *zap.Logger, func() error, error) {
+	path := c.String("config")
+	boot, closeBoot, err := logging.New(logging.Options{Output: logging.OutputStderr, Tag: tag, Stderr: c.App.ErrWriter})
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	cfg, err := config.LoadDispatcher(path, boot)
+	_ = closeBoot()
+	if errors.Is(err, fs.ErrNotExist) && !c.IsSet("config") {
+		cfg, err = config.DefaultDispatcher(), nil
+	}
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil, nil, fmt.Errorf("config file %s does not exist: create it or leave out --config to use the defaults", path)
+	}
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	log, closeLog, err := logging.New(logging.Options{Output: cfg.Log, Format: cfg.LogFormat, Tag: tag, Stderr: c.App.ErrWriter})
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("set up logging: %w", err)
+	}
+	return cfg, log, closeLog, nil
+}
