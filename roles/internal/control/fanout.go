@@ -46,3 +46,20 @@ func fanout[R any](ctx context.Context, n, parallel int, work func(ctx context.C
 		done(it.i, it.r)
 	}
 }
+
+// collect is fanout for the operations that only gather results: it
+// returns them in the order of the hosts, whether ok held for every one,
+// and passes each to onResult (when set) in completion order.
+func collect[R any](ctx context.Context, n, parallel int, work func(ctx context.Context, i int) R, ok func(R) bool, onResult func(int, R)) ([]R, bool) {
+	results, all := make([]R, n), true
+	fanout(ctx, n, parallel, work, func(i int, r R) {
+		results[i] = r
+		if !ok(r) {
+			all = false
+		}
+		if onResult != nil {
+			onResult(i, r)
+		}
+	})
+	return results, all
+}

@@ -76,19 +76,10 @@ func (e *Engine) Ping(ctx context.Context, req PingRequest) (*PingReport, error)
 		return nil, err
 	}
 	reqid := NewReqID()
-	report := &PingReport{OK: true, Results: make([]PingResult, len(targets))}
-	fanout(ctx, len(targets), e.parallel(req.Parallel), func(ctx context.Context, i int) PingResult {
+	results, ok := collect(ctx, len(targets), e.parallel(req.Parallel), func(ctx context.Context, i int) PingResult {
 		return e.pingOne(ctx, reqid, targets[i], req.Port)
-	}, func(i int, r PingResult) {
-		report.Results[i] = r
-		if r.Status != StatusOK {
-			report.OK = false
-		}
-		if req.OnResult != nil {
-			req.OnResult(i, r)
-		}
-	})
-	return report, nil
+	}, func(r PingResult) bool { return r.Status == StatusOK }, req.OnResult)
+	return &PingReport{OK: ok, Results: results}, nil
 }
 
 func (e *Engine) pingOne(ctx context.Context, reqid string, t Target, port int) PingResult {
@@ -187,19 +178,10 @@ func (e *Engine) Discover(ctx context.Context, req DiscoverRequest) (*DiscoverRe
 		return nil, err
 	}
 	reqid := NewReqID()
-	report := &DiscoverReport{OK: true, Results: make([]DiscoverResult, len(targets))}
-	fanout(ctx, len(targets), e.parallel(req.Parallel), func(ctx context.Context, i int) DiscoverResult {
+	results, ok := collect(ctx, len(targets), e.parallel(req.Parallel), func(ctx context.Context, i int) DiscoverResult {
 		return e.discoverOne(ctx, reqid, targets[i], req.Port)
-	}, func(i int, r DiscoverResult) {
-		report.Results[i] = r
-		if r.Status != StatusOK {
-			report.OK = false
-		}
-		if req.OnResult != nil {
-			req.OnResult(i, r)
-		}
-	})
-	return report, nil
+	}, func(r DiscoverResult) bool { return r.Status == StatusOK }, req.OnResult)
+	return &DiscoverReport{OK: ok, Results: results}, nil
 }
 
 func (e *Engine) discoverOne(ctx context.Context, reqid string, t Target, port int) DiscoverResult {

@@ -485,19 +485,10 @@ func (e *Engine) Renew(ctx context.Context, req RenewRequest) (*RenewReport, err
 		return nil, err
 	}
 	reqid := NewReqID()
-	report := &RenewReport{OK: true, Results: make([]RenewResult, len(targets))}
-	fanout(ctx, len(targets), e.parallel(req.Parallel), func(ctx context.Context, i int) RenewResult {
+	results, ok := collect(ctx, len(targets), e.parallel(req.Parallel), func(ctx context.Context, i int) RenewResult {
 		return e.renewForced(ctx, reqid, targets[i], req.Port)
-	}, func(i int, r RenewResult) {
-		report.Results[i] = r
-		if r.Status == StatusError {
-			report.OK = false
-		}
-		if req.OnResult != nil {
-			req.OnResult(i, r)
-		}
-	})
-	return report, nil
+	}, renewOK, req.OnResult)
+	return &RenewReport{OK: ok, Results: results}, nil
 }
 
 func (e *Engine) renewForced(ctx context.Context, reqid string, t Target, port int) RenewResult {
@@ -559,8 +550,7 @@ func (e *Engine) RenewDue(ctx context.Context, hosts []string, parallel int) (*R
 		return nil, err
 	}
 	reqid := NewReqID()
-	report := &RenewReport{OK: true, Results: make([]RenewResult, len(targets))}
-	fanout(ctx, len(targets), e.parallel(parallel), func(ctx context.Context, i int) RenewResult {
+	results, ok := collect(ctx, len(targets), e.parallel(parallel), func(ctx context.Context, i int) RenewResult {
 		pr, n := e.pingNote(ctx, reqid, targets[i], 0)
 		res := RenewResult{Host: pr.Host, Status: RenewNotDue, RTT: pr.RTT, Serial: pr.Serial}
 		switch {
@@ -575,14 +565,12 @@ func (e *Engine) RenewDue(ctx context.Context, hosts []string, parallel int) (*R
 			res.Serial, res.Expiry = pr.Renewed.Serial, pr.Renewed.Expiry
 		}
 		return res
-	}, func(i int, r RenewResult) {
-		report.Results[i] = r
-		if r.Status == StatusError {
-			report.OK = false
-		}
-	})
-	return report, nil
+	}, renewOK, nil)
+	return &RenewReport{OK: ok, Results: results}, nil
 }
+
+// renewOK: a renewal result counts as a failure only on an error.
+func renewOK(r RenewResult) bool { return r.Status != StatusError }
 
 // SweepRenewals runs RenewDue over every registered agent every interval
 // (renew_interval) until ctx ends, and returns then. Each wait is moved by
