@@ -34,6 +34,29 @@ func TestMain(m *testing.M) {
 	testscript.Main(m, cmds)
 }
 
+// scriptCmds are the custom commands of the scripts. Files other than this
+// one add theirs from init.
+var scriptCmds = map[string]func(ts *testscript.TestScript, neg bool, args []string){
+	"mode":        cmdMode,
+	"exits":       cmdExits,
+	"expand":      cmdExpand,
+	"issue-agent": cmdIssueAgent,
+	"freeport":    cmdFreePort,
+	"waitport":    cmdWaitPort,
+	"pid":         cmdPid,
+	"signal":      cmdSignal,
+	"noproc":      cmdNoProc,
+	"waitfile":    cmdWaitFile,
+	"rss-below":   cmdRSSBelow,
+	"eventually":  cmdEventually,
+	"setvar":      cmdSetVar,
+	"ca-spki":     cmdCASPKI,
+	"mitm":        cmdMITM,
+	"notintree":   cmdNotInTree,
+	"http":        cmdHTTP,
+	"samekey":     cmdSameKey,
+}
+
 // TestScripts runs testdata/script/*.txtar against the real binary.
 func TestScripts(t *testing.T) {
 	testscript.Run(t, testscript.Params{
@@ -48,26 +71,7 @@ func TestScripts(t *testing.T) {
 			e.Setenv("DISPATCHER_TOKEN", "")
 			return nil
 		},
-		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
-			"mode":        cmdMode,
-			"exits":       cmdExits,
-			"expand":      cmdExpand,
-			"issue-agent": cmdIssueAgent,
-			"freeport":    cmdFreePort,
-			"waitport":    cmdWaitPort,
-			"pid":         cmdPid,
-			"signal":      cmdSignal,
-			"noproc":      cmdNoProc,
-			"waitfile":    cmdWaitFile,
-			"rss-below":   cmdRSSBelow,
-			"eventually":  cmdEventually,
-			"setvar":      cmdSetVar,
-			"ca-spki":     cmdCASPKI,
-			"mitm":        cmdMITM,
-			"notintree":   cmdNotInTree,
-			"http":        cmdHTTP,
-			"samekey":     cmdSameKey,
-		},
+		Cmds: scriptCmds,
 	})
 }
 
