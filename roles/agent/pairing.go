@@ -126,7 +126,7 @@ func validIdentity(files pairFiles, now time.Time) (*x509.Certificate, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", files.Cert, err)
 	}
-	keyPEM, err := os.ReadFile(files.Key)
+	keyPEM, err := pki.ReadKeyFile(files.Key, pki.KeyModeGroup)
 	if err != nil {
 		return nil, err
 	}
@@ -336,7 +336,7 @@ func (pr *pairer) check(st *pairState, a *wire.PairAnswer) (*identity, error) {
 	if subtle.ConstantTimeCompare([]byte(a.Nonce), []byte(st.Nonce)) != 1 {
 		return nil, errors.New("the approval does not carry the request's nonce (someone other than the dispatcher may have answered)")
 	}
-	keyPEM, err := os.ReadFile(st.Files.pendingKey())
+	keyPEM, err := pki.ReadKeyFile(st.Files.pendingKey(), pki.KeyModeGroup)
 	if err != nil {
 		return nil, fmt.Errorf("read the pending key: %w", err)
 	}

@@ -216,8 +216,6 @@ func checkIdentity(r *checkReport, cfg *config.Agent, now time.Time) {
 	switch {
 	case err != nil:
 		r.add(checkFail, "key %s: %v", cfg.Key, err)
-	case fi.Mode().Perm()&0o037 != 0:
-		r.add(checkWarn, "key %s matches the certificate but is mode %04o: make it 0640 or stricter (chmod 640 %s)", cfg.Key, fi.Mode().Perm(), cfg.Key)
 	default:
 		r.add(checkOK, "key %s matches the certificate (mode %04o)", cfg.Key, fi.Mode().Perm())
 	}

@@ -93,7 +93,7 @@ func TestSelfCheckBroken(t *testing.T) {
 	got := map[string]string{}
 	for _, l := range strings.Split(strings.TrimSuffix(r.stdout, "\n"), "\n") {
 		level, msg, _ := strings.Cut(l, " ")
-		for _, key := range []string{"surprise", "\"ls\"", "gone", "ca:", "revoked-serials", "is mode 0644", "dispatcher-serial"} {
+		for _, key := range []string{"surprise", "\"ls\"", "gone", "ca:", "revoked-serials", "has mode 0644", "dispatcher-serial"} {
 			if strings.Contains(msg, key) {
 				got[key] = level
 			}
@@ -105,7 +105,7 @@ func TestSelfCheckBroken(t *testing.T) {
 		"gone":              checkFail, // script_dirs entry missing
 		"ca:":               checkFail,
 		"revoked-serials":   checkWarn, // a bad line
-		"is mode 0644":      checkWarn,
+		"has mode 0644":     checkFail, // serve refuses such a key
 		"dispatcher-serial": checkOK,
 	}
 	if d := cmp.Diff(want, got); d != "" {

@@ -142,7 +142,11 @@ const pairHint = "pair this agent first: dispatcher-agent request-pairing --disp
 
 // loadCert reads the agent's certificate and key, which must match.
 func loadCert(cfg *config.Agent) (*tls.Certificate, error) {
-	cert, err := tls.LoadX509KeyPair(cfg.Cert, cfg.Key)
+	cert, err := pki.LoadKeyPair(cfg.Cert, cfg.Key, pki.KeyModeGroup)
+	var me *pki.KeyModeError
+	if errors.As(err, &me) {
+		return nil, fmt.Errorf("load agent certificate %s: %w", cfg.Cert, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("load agent certificate %s: %w (%s)", cfg.Cert, err, pairHint)
 	}

@@ -10,6 +10,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/dispatcher-dev/dispatcher/hook"
+	"github.com/dispatcher-dev/dispatcher/pki"
 	"github.com/dispatcher-dev/dispatcher/roles/internal/cmdutil"
 	"github.com/dispatcher-dev/dispatcher/roles/internal/config"
 	"github.com/dispatcher-dev/dispatcher/roles/internal/control"
@@ -142,7 +143,7 @@ func options(cfg *config.Dispatcher, log *zap.Logger) (serveOptions, error) {
 	o.RunRetention = cfg.RunRetention.Duration
 	o.Log = log
 	if cfg.HTTPS() {
-		cert, err := tls.LoadX509KeyPair(cfg.APICert, cfg.APIKey)
+		cert, err := pki.LoadKeyPair(cfg.APICert, cfg.APIKey, pki.KeyModeGroup)
 		if err != nil {
 			return serveOptions{}, fmt.Errorf("api_cert, api_key: %w (fix the paths, or leave both empty for plain HTTP)", err)
 		}

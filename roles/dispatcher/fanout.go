@@ -128,7 +128,7 @@ func statusCommand() *cli.Command {
 				return err
 			}
 			defer e.close()
-			run, err := control.Status(st, c.Args().First())
+			run, err := control.Status(st, c.Args().First(), e.log)
 			if err != nil {
 				return err
 			}

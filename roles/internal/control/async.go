@@ -237,7 +237,7 @@ func FollowStored(ctx context.Context, runs store.Runs, run store.Run, every tim
 			return ctx.Err()
 		case <-time.After(every):
 		}
-		next, err := runs.GetRun(run.ReqID)
+		next, err := GetRun(runs, run.ReqID, nil)
 		if err != nil {
 			return err
 		}

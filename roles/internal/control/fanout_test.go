@@ -654,10 +654,10 @@ func TestPingAndDiscover(t *testing.T) {
 
 func TestStatusAndNewReqID(t *testing.T) {
 	st := store.NewFiles(t.TempDir())
-	if _, err := Status(st, "../x"); err == nil || errors.Is(err, store.ErrNotFound) {
+	if _, err := Status(st, "../x", nil); err == nil || errors.Is(err, store.ErrNotFound) {
 		t.Errorf("Status(../x) = %v", err)
 	}
-	if _, err := Status(st, NewReqID()); !errors.Is(err, store.ErrNotFound) {
+	if _, err := Status(st, NewReqID(), nil); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("Status(unknown) = %v", err)
 	}
 	seen := map[string]bool{}

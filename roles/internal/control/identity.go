@@ -38,7 +38,7 @@ func LoadIdentity(cert, key, ca string) (Identity, error) {
 	if err != nil {
 		return Identity{}, &MissingIdentityError{Path: cert, Err: err}
 	}
-	keyPEM, err := os.ReadFile(key)
+	keyPEM, err := pki.ReadKeyFile(key, pki.KeyModeOwner)
 	if err != nil {
 		return Identity{}, &MissingIdentityError{Path: key, Err: err}
 	}

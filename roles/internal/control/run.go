@@ -114,6 +114,8 @@ func (e *Engine) Run(ctx context.Context, req RunRequest) (*RunReport, error) {
 
 	run := store.Run{ReqID: reqid, Script: req.Script, Args: nonNil(req.Args), Hosts: req.Hosts,
 		Username: req.Username, Status: store.RunRunning, Started: started.UTC()}
+	owner := store.CurrentOwner()
+	run.Owner = &owner
 	if err := e.o.Runs.SaveRun(run); err != nil {
 		return nil, fmt.Errorf("store run %s: %w", reqid, err)
 	}
@@ -146,7 +148,7 @@ func (e *Engine) Run(ctx context.Context, req RunRequest) (*RunReport, error) {
 	})
 
 	prog.stop()
-	run.Status, run.Finished, run.Results = store.RunDone, e.o.Now().UTC(), results
+	run.Status, run.Finished, run.Results, run.Owner = store.RunDone, e.o.Now().UTC(), results, nil
 	if ctx.Err() != nil {
 		run.Status = store.RunCancelled // hosts still in flight say "cancelled"
 	}
@@ -231,11 +233,13 @@ func (e *Engine) prune() {
 // Status returns the stored run reqid: an error wrapping store.ErrNotFound
 // when it is not stored (or no longer), a plain error for a reqid that is
 // not one.
-func Status(runs store.Runs, reqid string) (store.Run, error) {
+// A run left running by a process that has ended is marked lost first
+// (MarkLost).
+func Status(runs store.Runs, reqid string, log *zap.Logger) (store.Run, error) {
 	if err := store.ValidReqID(reqid); err != nil {
 		return store.Run{}, err
 	}
-	return runs.GetRun(reqid)
+	return GetRun(runs, reqid, log)
 }
 
 // ListLocks returns the host:script locks held right now.

@@ -83,7 +83,7 @@ func LoadCA(at Pair) (*pki.CA, error) {
 	if err != nil {
 		return nil, &MissingCAError{Path: at.Cert, Err: err}
 	}
-	keyPEM, err := os.ReadFile(at.Key)
+	keyPEM, err := pki.ReadKeyFile(at.Key, pki.KeyModeOwner)
 	if err != nil {
 		return nil, &MissingCAError{Path: at.Key, Err: err}
 	}

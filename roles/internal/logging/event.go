@@ -37,6 +37,7 @@ const (
 	ActionSetupDispatcher = "setup-dispatcher"
 	ActionRotateCert      = "rotate-cert"
 	ActionDiscover        = "discover"
+	ActionRunLost         = "run-lost"     // a run whose process died was marked lost
 	ActionStart           = "start"        // a daemon is serving
 	ActionStop            = "stop"         // a daemon has shut down
 	ActionLogFallback     = "log-fallback" // syslog was unreachable, logging to stderr

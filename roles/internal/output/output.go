@@ -178,7 +178,7 @@ func WriteRunStatus(w io.Writer, r store.Run) error {
 	fmt.Fprintf(&b, "hosts     %s\n", strings.Join(r.Hosts, " "))
 	fmt.Fprintf(&b, "user      %s\n", oneLine(r.Username))
 	fmt.Fprintf(&b, "started   %s\n", r.Started.UTC().Format("2006-01-02T15:04:05Z"))
-	if r.Status == store.RunDone {
+	if !r.Finished.IsZero() {
 		fmt.Fprintf(&b, "finished  %s\n", r.Finished.UTC().Format("2006-01-02T15:04:05Z"))
 	}
 	status := r.Status

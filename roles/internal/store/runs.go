@@ -81,3 +81,29 @@ func (f *Files) PruneRuns(cutoff time.Time) (int, error) {
 	}
 	return n, nil
 }
+
+// RunningRuns returns the stored runs whose status is running, in no
+// particular order. Records that cannot be read are skipped: GetRun
+// reports them when asked.
+func (f *Files) RunningRuns() ([]Run, error) {
+	dir := filepath.Join(f.dir, "runs")
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", dir, err)
+	}
+	var out []Run
+	for _, e := range entries {
+		id, ok := strings.CutSuffix(e.Name(), ".json")
+		if !ok || !e.Type().IsRegular() || ValidReqID(id) != nil {
+			continue
+		}
+		r, err := f.GetRun(id)
+		if err == nil && r.Status == RunRunning {
+			out = append(out, r)
+		}
+	}
+	return out, nil
+}

@@ -98,19 +98,26 @@ type Run struct {
 	Args     []string  `json:"args"`
 	Hosts    []string  `json:"hosts"`
 	Username string    `json:"username"`
-	Status   string    `json:"status"` // RunRunning, RunDone or RunCancelled
+	Status   string    `json:"status"` // RunRunning, RunDone, RunCancelled or RunLost
 	Started  time.Time `json:"started"`
 	Finished time.Time `json:"finished,omitzero"`
-	Results  []Result  `json:"results"` // in the order of Hosts once done
+	Results  []Result  `json:"results"` // in the order of Hosts once over
+	// Owner is the process running the run, recorded while it runs so
+	// that a run whose process died can be marked lost.
+	Owner *RunOwner `json:"owner,omitempty"`
 }
 
 // Values of Run.Status. A running record holds the results of the hosts
 // done so far, in the order of Hosts; a cancelled run's hosts that were
-// still in flight have the error "cancelled".
+// still in flight have the error "cancelled"; a lost run is one whose
+// process ended (killed, crashed) before it stored the final record: its
+// hosts without a stored result have exit -1 and an error saying so. A lost
+// run is never run again.
 const (
 	RunRunning   = "running"
 	RunDone      = "done"
 	RunCancelled = "cancelled"
+	RunLost      = "lost"
 )
 
 // OK reports whether the run is done and every host exited 0.
