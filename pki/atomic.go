@@ -89,6 +89,10 @@ func WriteNewFileAtomic(path string, data []byte, mode os.FileMode) error {
 	return nil
 }
 
+// writeData writes the content of a temporary file; tests replace it to
+// fail like a full disk.
+var writeData = func(f *os.File, data []byte) (int, error) { return f.Write(data) }
+
 // writeTemp writes data to a new file beside path and returns its name.
 // When like is not nil the file gets like's owner and group if possible.
 func writeTemp(path string, data []byte, mode os.FileMode, like fs.FileInfo) (name string, err error) {
@@ -109,10 +113,11 @@ func writeTemp(path string, data []byte, mode os.FileMode, like fs.FileInfo) (na
 	if err != nil {
 		return "", fmt.Errorf("write %s: create temporary file: %w", path, err)
 	}
+	tmp := name // the returns below set name to ""
 	defer func() {
 		if err != nil {
 			_ = f.Close()
-			_ = os.Remove(name)
+			_ = os.Remove(tmp)
 		}
 	}()
 	if like != nil {
@@ -124,7 +129,7 @@ func writeTemp(path string, data []byte, mode os.FileMode, like fs.FileInfo) (na
 	if err := f.Chmod(mode & permBits); err != nil {
 		return "", fmt.Errorf("write %s: set mode: %w", path, err)
 	}
-	if _, err := f.Write(data); err != nil {
+	if _, err := writeData(f, data); err != nil {
 		return "", fmt.Errorf("write %s: %w", path, err)
 	}
 	if err := f.Sync(); err != nil {

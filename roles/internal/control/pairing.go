@@ -251,7 +251,8 @@ type Approval struct {
 // this happens once per request, however many approvals race.
 //
 // A host name that is registered already is refused with an
-// *AlreadyPairedError unless replace is set; with replace, the old
+// *AlreadyPairedError unless replace is set or the record was written by
+// an earlier, interrupted approval of this same request; with replace, the old
 // certificate's serial is revoked before the record is replaced. Other
 // refusals: *MissingCAError, *store.DecidedError (already decided or
 // expired), store.ErrNotFound (wrapped).
@@ -273,7 +274,12 @@ func (p *Pairing) Approve(reqid string, replace bool) (*Approval, error) {
 		if err != nil && !errors.Is(err, store.ErrNotFound) {
 			return store.Decision{}, err
 		}
-		if registered && !replace {
+		// A record carrying this request's id was written by an approval
+		// of it that died before recording its decision (kill -9, power
+		// cut): the certificate it issued never reached the agent, so it
+		// is replaced (and revoked below) without --replace.
+		interrupted := registered && old.ReqID == r.ReqID
+		if registered && !replace && !interrupted {
 			return store.Decision{}, &AlreadyPairedError{Hostname: r.Hostname, Serial: old.Serial, ReqID: r.ReqID}
 		}
 		cert, err := ca.SignAgentCSR(p.o.PKI, csr, r.Hostname, p.o.CertDays)

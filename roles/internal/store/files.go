@@ -3,11 +3,13 @@ package store
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 
 	"github.com/dispatcher-dev/dispatcher/pki"
 )
@@ -55,11 +57,43 @@ func (f *Files) AgentNames() ([]string, error) {
 }
 
 // writeRecord creates the directory of path (ModeDir) when needed and
-// replaces path atomically with data (ModeRecord).
+// replaces path atomically with data (ModeRecord). A symbolic link at path
+// is refused (pki.WriteFileAtomic); on a full disk the old record stays as
+// it was and the error says so.
 func writeRecord(path string, data []byte) error {
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, ModeDir); err != nil {
-		return fmt.Errorf("create %s: %w", dir, err)
+		return fmt.Errorf("create %s: %w", dir, diskHint(err))
 	}
-	return pki.WriteFileAtomic(path, data, ModeRecord)
+	return diskHint(pki.WriteFileAtomic(path, data, ModeRecord))
+}
+
+// diskHint adds what to do to an error of a full file system.
+func diskHint(err error) error {
+	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+		return fmt.Errorf("%w: the file system of the state directory is full; the stored state is unchanged, free some space and try again", err)
+	}
+	return err
+}
+
+// readRecord reads a state file without following a symbolic link:
+// dispatcher only ever writes regular files there, so a link is something
+// planted and is refused with an error saying so.
+func readRecord(path string) ([]byte, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|oNoFollow, 0)
+	if errors.Is(err, syscall.ELOOP) {
+		return nil, fmt.Errorf("%s is a symbolic link, which dispatcher never writes there: refusing to follow it; remove it and check who planted it", path)
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file: remove it", path)
+	}
+	return io.ReadAll(f)
 }

@@ -53,3 +53,6 @@ func tryLock(f *os.File, exclusive bool) (bool, error) {
 func unlockFile(f *os.File) error {
 	return syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
 }
+
+// oNoFollow makes open refuse a symbolic link (ELOOP).
+const oNoFollow = syscall.O_NOFOLLOW

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io/fs"
 	"math/big"
-	"os"
 	"path/filepath"
 	"time"
 
@@ -188,7 +187,7 @@ const rotationFile = "rotation.json"
 // GetRotation reads state_dir/rotation.json.
 func (f *Files) GetRotation() (Rotation, error) {
 	path := filepath.Join(f.dir, rotationFile)
-	data, err := os.ReadFile(path)
+	data, err := readRecord(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return Rotation{}, fmt.Errorf("no rotation recorded: %w", ErrNotFound)
 	}

@@ -335,7 +335,7 @@ func (f *Files) readPairRequests() ([]PairRequest, error) {
 }
 
 func readPairRequest(path, reqid string) (PairRequest, error) {
-	data, err := os.ReadFile(path)
+	data, err := readRecord(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return PairRequest{}, fmt.Errorf("pairing request %s: %w (requests are kept until pairing_timeout after they are decided)", reqid, ErrNotFound)
 	}

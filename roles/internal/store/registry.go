@@ -195,7 +195,7 @@ func (f *Files) GetAgent(host string) (Agent, error) {
 }
 
 func readAgent(path, host string) (Agent, error) {
-	data, err := os.ReadFile(path)
+	data, err := readRecord(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return Agent{}, fmt.Errorf("agent %s is not registered: %w", host, ErrNotFound)
 	}

@@ -49,7 +49,7 @@ func (f *Files) revokeIn(path string, serial *big.Int, host, reason string, at t
 		return errors.New("revoke: no serial number")
 	}
 	return withStateLock(path+".lock", func() error {
-		data, err := os.ReadFile(path)
+		data, err := readRecord(path)
 		if err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("read %s: %w", path, err)
 		}
@@ -81,7 +81,7 @@ func (f *Files) RevokedSerials() (pki.SerialSet, []error, error) {
 
 // readSerialList reads the serial list at path as RevokedSerials does.
 func readSerialList(path string) (pki.SerialSet, []error, error) {
-	data, err := os.ReadFile(path)
+	data, err := readRecord(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return pki.SerialSet{}, nil, nil
 	}
@@ -100,7 +100,7 @@ func readSerialList(path string) (pki.SerialSet, []error, error) {
 // line directly above it.
 func (f *Files) ListRevocations() ([]Revocation, error) {
 	path := f.revokedPath()
-	data, err := os.ReadFile(path)
+	data, err := readRecord(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}

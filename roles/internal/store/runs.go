@@ -38,7 +38,7 @@ func (f *Files) GetRun(reqid string) (Run, error) {
 	if err != nil {
 		return Run{}, err
 	}
-	data, err := os.ReadFile(path)
+	data, err := readRecord(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return Run{}, fmt.Errorf("run %s: %w (runs are kept for run_retention)", reqid, ErrNotFound)
 	}
