@@ -106,6 +106,11 @@ func Serve(c *cli.Context) error {
 	// renew_interval; the sweep stops with the signal that starts the
 	// drain.
 	go eng.SweepRenewals(c.Context, cfg.RenewInterval.Duration)
+	// Runs left running by a process that died (this API before a crash,
+	// a killed CLI) are marked lost now, not when someone asks.
+	if _, err := control.ReapLost(o.store, log); err != nil {
+		log.Warn("mark the runs of dead processes lost", zap.Error(err))
+	}
 	return srv.Serve(c.Context, ln)
 }
 

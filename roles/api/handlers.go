@@ -274,7 +274,7 @@ func (s *Server) lookup(r *http.Request, action string) (store.Run, *control.Liv
 	st := stateOf(r)
 	st.reqid = reqid
 	live, _ := s.tracker.Get(reqid)
-	run, err := s.o.Runs.GetRun(reqid)
+	run, err := control.GetRun(s.o.Runs, reqid, s.log)
 	missing := errors.Is(err, store.ErrNotFound)
 	if err != nil && !missing {
 		return store.Run{}, nil, err
