@@ -235,12 +235,12 @@ func cmdPid(ts *testscript.TestScript, neg bool, args []string) {
 	ts.Setenv(args[0], strconv.Itoa(pids[0]))
 }
 
-// signal HUP|TERM|INT ARG: signal the process with argument ARG.
+// signal HUP|TERM|INT|KILL ARG: signal the process with argument ARG.
 func cmdSignal(ts *testscript.TestScript, neg bool, args []string) {
 	if neg || len(args) != 2 {
-		ts.Fatalf("usage: signal HUP|TERM|INT ARG")
+		ts.Fatalf("usage: signal HUP|TERM|INT|KILL ARG")
 	}
-	sig := map[string]syscall.Signal{"HUP": syscall.SIGHUP, "TERM": syscall.SIGTERM, "INT": syscall.SIGINT}[args[0]]
+	sig := map[string]syscall.Signal{"HUP": syscall.SIGHUP, "TERM": syscall.SIGTERM, "INT": syscall.SIGINT, "KILL": syscall.SIGKILL}[args[0]]
 	if sig == 0 {
 		ts.Fatalf("unknown signal %q", args[0])
 	}
