@@ -90,6 +90,9 @@
 // net/http: the agent sets http.Server.MaxHeaderBytes = [MaxHeaderBytes] and
 // net/http answers 431 beyond it. [DecodeRequest] reads one JSON object,
 // ignoring unknown fields, and returns a [*RequestError] (400 or 413) for
-// anything else; [WriteJSON] and [WriteError] write answers with a
-// Content-Length.
+// anything else. Field names are exact: a key that matches a field only
+// when case is ignored ({"SCRIPT":…}, which encoding/json alone would
+// accept) and a key given twice are refused, so that every reader of a
+// body sees the same request. [WriteJSON] and [WriteError] write answers
+// with a Content-Length.
 package wire

@@ -6,8 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"mime"
 	"net/http"
+	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -61,7 +64,9 @@ func (e *RequestError) Error() string { return e.Msg }
 
 // DecodeRequest reads a request body that must be one JSON object into v (a
 // pointer). Unknown fields are ignored (WIRE.md); an empty body, anything
-// but an object, trailing data after it and values of the wrong type are a
+// but an object, trailing data after it, values of the wrong type, a key
+// given twice in one object and a key that differs from a field's name only
+// in case (encoding/json alone would match {"SCRIPT":…} to "script") are a
 // *RequestError with status 400; a body over MaxBodySize one with 413.
 func DecodeRequest(r *http.Request, v any) error {
 	if r.Body == nil {
@@ -88,13 +93,147 @@ func DecodeRequest(r *http.Request, v any) error {
 	if err := json.Unmarshal(b, v); err != nil {
 		return &RequestError{Status: http.StatusBadRequest, Msg: jsonErrorText(err)}
 	}
+	if err := checkKeys(b, reflect.TypeOf(v)); err != nil {
+		return &RequestError{Status: http.StatusBadRequest, Msg: err.Error()}
+	}
 	return nil
 }
+
+// checkKeys makes field names exact. encoding/json matches an object key to
+// a struct field ignoring case (with Unicode folding: "ſcript" is "script")
+// and keeps the last of repeated keys, so {"script":"a","Script":"b"} would
+// run b where a reader of the body, or a Perl agent, sees a. checkKeys walks
+// data, which json.Unmarshal has accepted (so its depth is bounded), along
+// type t and refuses a key that equals a field's name only when case is
+// ignored, and a key given twice in one object. Keys that match no field
+// stay ignored, and so is everything below them.
+func checkKeys(data []byte, t reflect.Type) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	return walkKeys(dec, t, "")
+}
+
+// walkKeys consumes the next value of dec, checking the keys of the objects
+// in it that t describes; path names the value in messages.
+func walkKeys(dec *json.Decoder, t reflect.Type, path string) error {
+	for t != nil && t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t == nil || (t.Kind() != reflect.Struct && t.Kind() != reflect.Map && t.Kind() != reflect.Slice && t.Kind() != reflect.Array) {
+		var skip json.RawMessage
+		return dec.Decode(&skip)
+	}
+	tok, err := dec.Token()
+	if err != nil {
+		return err
+	}
+	switch tok {
+	case json.Delim('['):
+		for i := 0; dec.More(); i++ {
+			var elem reflect.Type
+			if t.Kind() == reflect.Slice || t.Kind() == reflect.Array {
+				elem = t.Elem()
+			}
+			if err := walkKeys(dec, elem, fmt.Sprintf("%s[%d]", path, i)); err != nil {
+				return err
+			}
+		}
+	case json.Delim('{'):
+		fields := jsonFields(t)
+		seen := map[string]bool{}
+		for dec.More() {
+			tok, err := dec.Token()
+			if err != nil {
+				return err
+			}
+			key, _ := tok.(string)
+			name := joinPath(path, key)
+			if seen[key] {
+				return fmt.Errorf("duplicate field %q", name)
+			}
+			seen[key] = true
+			var vt reflect.Type
+			switch t.Kind() {
+			case reflect.Map:
+				vt = t.Elem()
+			case reflect.Struct:
+				if ft, ok := fields[key]; ok {
+					vt = ft
+					break
+				}
+				for _, f := range slices.Sorted(maps.Keys(fields)) {
+					if strings.EqualFold(f, key) {
+						return fmt.Errorf("field %q is not %q: field names are case-sensitive", name, joinPath(path, f))
+					}
+				}
+			}
+			if err := walkKeys(dec, vt, name); err != nil {
+				return err
+			}
+		}
+	default:
+		return nil // null, or a scalar where t expects more: json.Unmarshal has judged it
+	}
+	_, err = dec.Token() // the closing ] or }
+	return err
+}
+
+func joinPath(path, key string) string {
+	if path == "" {
+		return key
+	}
+	return path + "." + key
+}
+
+// jsonFields maps the JSON names of struct t's fields, those of embedded
+// structs included, to their types, as encoding/json names them.
+func jsonFields(t reflect.Type) map[string]reflect.Type {
+	m := map[string]reflect.Type{}
+	if t.Kind() != reflect.Struct {
+		return m
+	}
+	for f := range t.Fields() {
+		tag := f.Tag.Get("json")
+		if tag == "-" {
+			continue
+		}
+		name, _, _ := strings.Cut(tag, ",")
+		ft := f.Type
+		if f.Anonymous && name == "" {
+			for ft.Kind() == reflect.Pointer {
+				ft = ft.Elem()
+			}
+			if ft.Kind() == reflect.Struct {
+				for n, typ := range jsonFields(ft) {
+					if _, ok := m[n]; !ok {
+						m[n] = typ
+					}
+				}
+				continue
+			}
+		}
+		if !f.IsExported() {
+			continue
+		}
+		if name == "" {
+			name = f.Name
+		}
+		m[name] = ft
+	}
+	return m
+}
+
+// maxJSONDepth is encoding/json's nesting limit.
+const maxJSONDepth = 10000
 
 func jsonErrorText(err error) string {
 	var syn *json.SyntaxError
 	var typ *json.UnmarshalTypeError
 	switch {
+	case errors.As(err, &syn) && strings.HasSuffix(syn.Error(), "exceeded max depth"):
+		// encoding/json stops at 10000 levels with "invalid character '['
+		// exceeded max depth", which does not say what is wrong.
+		return fmt.Sprintf("invalid json at byte %d: nested more than %d levels deep", syn.Offset, maxJSONDepth)
 	case errors.As(err, &syn):
 		return fmt.Sprintf("invalid json at byte %d: %v", syn.Offset, err)
 	case errors.As(err, &typ) && typ.Field != "":

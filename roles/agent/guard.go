@@ -5,8 +5,10 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"io"
 	"net"
 	"net/netip"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -122,11 +124,16 @@ type peer struct {
 	blockedUntil         time.Time
 	ipLogAt, concLogAt   time.Time
 	active               int
+	// handshaking counts the connections admitted whose handshake has
+	// not ended: they are not held against the volume limit until it
+	// fails, so a dispatcher opening many connections at once is not
+	// blocked before any of them could authenticate.
+	handshaking int
 }
 
 // counts advances a fixed window starting at *start and reports whether
-// the count now exceeds the limit.
-func counts(start *time.Time, n *int, rl config.RateLimit, now time.Time) bool {
+// the count now exceeds the limit, not counting grace of it.
+func counts(start *time.Time, n *int, rl config.RateLimit, now time.Time, grace int) bool {
 	if rl.Limit <= 0 || rl.Window <= 0 {
 		return false
 	}
@@ -134,7 +141,7 @@ func counts(start *time.Time, n *int, rl config.RateLimit, now time.Time) bool {
 		*start, *n = now, 0
 	}
 	*n++
-	return *n > rl.Limit
+	return *n-grace > rl.Limit
 }
 
 // limiter holds per-address state, at most max entries: the least recently
@@ -217,7 +224,7 @@ func (l *limiter) admit(a netip.Addr, now time.Time, lim limits) (p *peer, v ver
 		if now.Before(p.blockedUntil) {
 			return p, refusedBlocked, false
 		}
-		if counts(&p.volStart, &p.volCount, lim.volume, now) {
+		if counts(&p.volStart, &p.volCount, lim.volume, now, p.handshaking) {
 			p.blockedUntil = now.Add(lim.volume.Block)
 			p.volStart, p.volCount = time.Time{}, 0
 			return p, refusedVolume, true
@@ -231,7 +238,22 @@ func (l *limiter) admit(a netip.Addr, now time.Time, lim limits) (p *peer, v ver
 		return p, refusedConcurrent, log
 	}
 	p.active++
+	p.handshaking++
 	return p, admitted, false
+}
+
+// handshakeDone ends the handshake of a connection admit admitted. One
+// that authenticated the dispatcher is taken off the volume count: the
+// volume limit is on connections that do not authenticate, so a busy
+// dispatcher (every CLI command is a new connection) is never blocked by
+// it, while floods from anyone else still are.
+func (l *limiter) handshakeDone(p *peer, authenticated bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	p.handshaking--
+	if authenticated && p.volCount > 0 {
+		p.volCount--
+	}
 }
 
 // release ends a connection admit admitted.
@@ -253,7 +275,7 @@ func (l *limiter) failure(a netip.Addr, now time.Time, lim limits) bool {
 	if now.Before(p.blockedUntil) {
 		return false
 	}
-	if counts(&p.probeStart, &p.probeCount, lim.probe, now) {
+	if counts(&p.probeStart, &p.probeCount, lim.probe, now, 0) {
 		p.blockedUntil = now.Add(lim.probe.Block)
 		p.probeStart, p.probeCount = time.Time{}, 0
 		return true
@@ -391,7 +413,16 @@ func (g *guard) logRateBlock(a netip.Addr, which string, rl config.RateLimit) {
 func (g *guard) handshake(gc *guardConn) {
 	tc := tls.Server(gc, g.tlsConf)
 	_ = gc.SetDeadline(time.Now().Add(g.timeout))
-	if err := tc.HandshakeContext(g.ctx); err != nil {
+	err := tc.HandshakeContext(g.ctx)
+	g.lim.handshakeDone(gc.p, err == nil) // a completed handshake has passed the identity checks
+	if err != nil {
+		var rh tls.RecordHeaderError
+		if errors.As(err, &rh) && rh.Conn != nil && looksLikeHTTP(rh.RecordHeader) {
+			// Plain HTTP on the TLS port (curl http://host:7443): say so,
+			// as net/http does on its own TLS listeners, rather than close
+			// without a word. Still a failed handshake below.
+			_, _ = io.WriteString(rh.Conn, plainHTTPAnswer)
+		}
 		_ = tc.Close()
 		if g.ctx.Err() != nil {
 			return
@@ -408,6 +439,24 @@ func (g *guard) handshake(gc *guardConn) {
 	case <-g.ctx.Done():
 		_ = tc.Close()
 	}
+}
+
+// plainHTTPAnswer is the whole answer to a plain HTTP request on the TLS
+// port: 400 with a JSON error, as every refusal of the agent.
+var plainHTTPAnswer = func() string {
+	body := `{"error":"plain http sent to the agent's tls port: use https with the dispatcher's client certificate"}` + "\n"
+	return "HTTP/1.0 400 Bad Request\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: " +
+		strconv.Itoa(len(body)) + "\r\n\r\n" + body
+}()
+
+// looksLikeHTTP reports whether the first five bytes of a connection are
+// the start of an HTTP request rather than of a TLS record.
+func looksLikeHTTP(hdr [5]byte) bool {
+	switch string(hdr[:]) {
+	case "GET /", "HEAD ", "POST ", "PUT /", "DELET", "PATCH", "OPTIO", "CONNE":
+		return true
+	}
+	return false
 }
 
 // guardConn releases its per-address slot when closed.

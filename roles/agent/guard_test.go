@@ -130,6 +130,17 @@ func (g *guardWorld) rawRefused(src string) bool {
 	return err != nil
 }
 
+// handshaking returns the handshakes in progress from a.
+func (g *guardWorld) handshaking(a netip.Addr) int {
+	l := g.srv.limiter
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if e, ok := l.peers[a]; ok {
+		return e.Value.(*peer).handshaking
+	}
+	return 0
+}
+
 func eventually(t *testing.T, what string, f func() bool) {
 	t.Helper()
 	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
@@ -167,9 +178,8 @@ allowed_ips = "127.0.0.2/32, 10.0.0.0/33, ::ffff:127.0.0.3"`, nil)
 	}
 	g.clock.advance(ipBlockLogInterval)
 	g.rawRefused("127.0.0.1")
-	if n := g.count(logging.ActionIPBlock); n != 2 {
-		t.Errorf("ip-block logged %d times after the period, want 2", n)
-	}
+	// The refusal is logged just after the connection is closed.
+	eventually(t, "the second ip-block line", func() bool { return g.count(logging.ActionIPBlock) == 2 })
 	// SIGHUP: the new list applies to the next connection.
 	g.setConf(`rate_limit_disable = true
 allowed_ips = "127.0.0.0/8"`)
@@ -236,20 +246,39 @@ func FuzzAllowedIPs(f *testing.F) {
 	})
 }
 
+// The volume limit counts connections that do not authenticate the
+// dispatcher (here: clients without a certificate, the probe limit set out
+// of the way).
 func TestGuardVolumeLimit(t *testing.T) {
-	g := newGuardWorld(t, `rate_limit_volume = "3/60/300"`, nil)
-	for i := range 3 {
-		if err := g.ping("127.0.0.1"); err != nil {
-			t.Fatalf("connection %d refused: %v", i+1, err)
+	g := newGuardWorld(t, `rate_limit_volume = "3/60/300"
+rate_limit_probe = "1000/600/3600"`, nil)
+	anon := func() {
+		t.Helper()
+		if _, _, err := g.post(g.clientFrom("127.0.0.1", nil), wire.PathPing, wire.PingRequest{}); err == nil {
+			t.Fatal("a client without a certificate was served")
 		}
 	}
-	for range 3 {
-		if err := g.ping("127.0.0.1"); err == nil {
-			t.Fatal("a connection over the volume limit was served")
+	anon()
+	anon()
+	// The dispatcher from the same address takes nothing off the limit.
+	for range 5 {
+		if err := g.ping("127.0.0.1"); err != nil {
+			t.Fatalf("the dispatcher was refused under the limit: %v", err)
 		}
+	}
+	anon() // the 3rd connection that did not authenticate: the limit
+	eventually(t, "the handshakes to end", func() bool { return g.handshaking(lo1) == 0 })
+	if err := g.ping("127.0.0.1"); err == nil {
+		t.Fatal("the 4th connection after 3 unauthenticated ones was served")
+	}
+	if !g.srv.limiter.blocked(lo1, g.clock.now()) {
+		t.Fatal("the address is not blocked")
 	}
 	if err := g.ping("127.0.0.2"); err != nil {
 		t.Errorf("another address was refused: %v", err)
+	}
+	for range 3 {
+		_ = g.rawRefused("127.0.0.1")
 	}
 	if n := g.count(logging.ActionRateBlock); n != 1 {
 		t.Errorf("rate-block logged %d times, want once per block period", n)
@@ -264,16 +293,34 @@ func TestGuardVolumeLimit(t *testing.T) {
 	}
 }
 
-// The default 10/60/300, without anything in agent.conf.
-func TestGuardDefaultVolumeLimit(t *testing.T) {
+// The default 10/60/300, without anything in agent.conf, never blocks the
+// dispatcher itself: every CLI command is a new connection, and each one
+// that authenticates is taken off the count.
+func TestGuardDefaultVolumeSparesTheDispatcher(t *testing.T) {
 	g := newGuardWorld(t, "", nil)
-	for i := range 10 {
+	for i := range 30 {
 		if err := g.ping("127.0.0.1"); err != nil {
-			t.Fatalf("connection %d refused: %v", i+1, err)
+			t.Fatalf("connection %d of the dispatcher refused: %v", i+1, err)
 		}
 	}
-	if err := g.ping("127.0.0.1"); err == nil {
-		t.Fatal("the 11th connection in a minute was served")
+	// Nor does a burst of connections opened at once, before any of them
+	// has authenticated.
+	var wg sync.WaitGroup
+	errs := make(chan error, 24)
+	for range 24 {
+		wg.Go(func() {
+			if err := g.ping("127.0.0.1"); err != nil {
+				errs <- err
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Errorf("a connection of a burst of 24 was refused: %v", err)
+	}
+	if g.srv.limiter.blocked(lo1, g.clock.now()) || g.count(logging.ActionRateBlock) != 0 {
+		t.Error("the dispatcher's address was blocked")
 	}
 }
 
