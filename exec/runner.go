@@ -428,6 +428,19 @@ func (c *capture) keep(b []byte) {
 		c.truncated = true
 	}
 	start := len(c.buf)
+	if need := start + len(b); need > cap(c.buf) {
+		// Double, up to the limit. append alone grows a large slice by a
+		// quarter at a time: about five times the limit allocated in all
+		// on the way to a full buffer, whose capacity may overshoot the
+		// limit by a quarter.
+		n := max(2*cap(c.buf), need)
+		if int64(n) > c.limit {
+			n = int(c.limit) // need <= c.limit: b was cut to the room left
+		}
+		grown := make([]byte, start, n)
+		copy(grown, c.buf)
+		c.buf = grown
+	}
 	c.buf = append(c.buf, b...)
 	if c.emit != nil {
 		// The full slice expression keeps a later append from writing into
