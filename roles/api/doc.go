@@ -14,6 +14,17 @@
 // request's action, script, hosts and arguments and the caller's username,
 // token and address (403 with code 1-3), and calls the engine.
 //
+// Hostile or broken clients meet bounds at every step (limits.go, listed
+// with their answers in docs/API.md, Limits in detail): Serve accepts at
+// most MaxConns connections at once (more wait in the backlog) and gives
+// headers readHeaderTimeout and maxHeaderBytes; ServeHTTP refuses more
+// than maxHeaderLines header lines (431), gives a body bodyTimeout (408)
+// and maxBody (413), and arms a write deadline per write, never per
+// request, so that sync runs and event streams last as long as their run;
+// decodeBody refuses field names that are not spelt exactly, given twice
+// or nested too deep (checkMembers). Async runs in flight and event
+// streams open have bounds of their own (503 with Retry-After).
+//
 // Runs go through a control.Tracker, whether the caller waits for them or
 // not ("async": true): that is what makes them cancellable (DELETE
 // /runs/{reqid}, a client that goes away, the end of the drain) and gives

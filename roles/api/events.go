@@ -117,6 +117,15 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 		fail(w, r, err)
 		return
 	}
+	select {
+	case s.streams <- struct{}{}:
+		defer func() { <-s.streams }()
+	default:
+		fail(w, r, &httpError{status: http.StatusServiceUnavailable, retryAfter: busyRetryAfter,
+			msg: fmt.Sprintf("too many event streams open: %d, the most this API serves at once; "+
+				"poll GET /status/%s instead, or try again later", cap(s.streams), run.ReqID)})
+		return
+	}
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
 	out := newSSE(w)

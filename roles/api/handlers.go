@@ -141,13 +141,32 @@ func (s *Server) handleRun(w http.ResponseWriter, r *http.Request) {
 		fail(w, r, err)
 		return
 	}
+	if body.Async {
+		// A slot for as long as the run is in flight: taken before it
+		// starts, given back when it is over (or could not start).
+		select {
+		case s.async <- struct{}{}:
+		default:
+			fail(w, r, &httpError{status: http.StatusServiceUnavailable, retryAfter: busyRetryAfter,
+				msg: fmt.Sprintf("too many runs in the background: %d async runs are in flight, the most this API runs at once; "+
+					"nothing was started: try again once some are over", cap(s.async))})
+			return
+		}
+	}
 	lr, err := s.tracker.Start(r.Context(), req)
 	if err != nil {
+		if body.Async {
+			<-s.async
+		}
 		fail(w, r, err)
 		return
 	}
 	st.reqid = lr.ReqID
 	if body.Async {
+		go func() {
+			<-lr.Done()
+			<-s.async
+		}()
 		w.Header().Set("Location", "/status/"+lr.ReqID)
 		writeJSON(w, http.StatusAccepted, runAccepted{ReqID: lr.ReqID, Status: store.RunRunning})
 		return

@@ -41,7 +41,7 @@ import (
 // named quick-* — ends after two; "hold" waits until release is closed.
 // Anything else is not permitted.
 type fleet struct {
-	t       *testing.T
+	t       testing.TB
 	ca      *pkitest.CA
 	st      *store.Files
 	gone    atomic.Int64 // runs whose connection the dispatcher closed
@@ -51,7 +51,7 @@ type fleet struct {
 	logBuf  bytes.Buffer
 }
 
-func newFleet(t *testing.T) *fleet {
+func newFleet(t testing.TB) *fleet {
 	f := &fleet{t: t, ca: pkitest.NewCA(t), st: store.NewFiles(t.TempDir()), release: make(chan struct{})}
 	t.Cleanup(func() {
 		select {

@@ -6,7 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -34,10 +37,12 @@ type errorBody struct {
 // lockConflictCode is the code of a 409 lock conflict (SPEC §7).
 const lockConflictCode = 4
 
-// httpError is an answer decided by the API itself: status and message.
+// httpError is an answer decided by the API itself: status and message,
+// and for a 503 the seconds of its Retry-After (0: 1).
 type httpError struct {
-	status int
-	msg    string
+	status     int
+	msg        string
+	retryAfter int
 }
 
 func (e *httpError) Error() string { return e.msg }
@@ -99,27 +104,45 @@ func fail(w http.ResponseWriter, r *http.Request, err error) {
 		stateOf(r).err = err
 	}
 	if status == http.StatusServiceUnavailable {
-		w.Header().Set("Retry-After", "1")
+		retry := 1
+		var he *httpError
+		if errors.As(err, &he) && he.retryAfter > 0 {
+			retry = he.retryAfter
+		}
+		w.Header().Set("Retry-After", strconv.Itoa(retry))
 	}
 	writeJSON(w, status, body)
 }
 
-// decodeBody reads the request body, at most maxBody bytes within
-// bodyTimeout, as one JSON object into v. Unknown fields are refused (a
-// misspelt "async" must not run in the foreground). An empty body leaves v
-// as it is when emptyOK, else it is refused.
+// decodeBody reads the request body, at most maxBody bytes before the
+// read deadline ServeHTTP set (bodyTimeout), as one JSON object into v.
+// Member names must be spelt exactly as documented, once each, and
+// unknown fields are refused (a misspelt "async", or "Async", must not run
+// in the foreground); see checkMembers. An empty body leaves v as it is
+// when emptyOK, else it is refused.
+//
+// Once the whole body is read, net/http lifts the deadline itself as it
+// starts its background read of the connection (which notices a client
+// that goes away), so a run the caller waits for is not cut. A body too
+// large or too slow closes the connection after the answer, its deadline
+// still set, so that what is left of it is not waited for.
 func decodeBody(w http.ResponseWriter, r *http.Request, v any, emptyOK bool) error {
 	if r.ContentLength > maxBody {
-		return errorf(http.StatusRequestEntityTooLarge, "request body too large: the limit is 1 MiB")
+		w.Header().Set("Connection", "close")
+		return errorf(http.StatusRequestEntityTooLarge, "request body too large: %d bytes; the limit is 1 MiB (1048576 bytes)", r.ContentLength)
 	}
-	rc := http.NewResponseController(w)
-	_ = rc.SetReadDeadline(time.Now().Add(bodyTimeout))
-	defer func() { _ = rc.SetReadDeadline(time.Time{}) }()
 	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
 	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return errorf(http.StatusRequestEntityTooLarge, "request body too large: the limit is 1 MiB")
+		w.Header().Set("Connection", "close")
+		var (
+			mbe *http.MaxBytesError
+			ne  net.Error
+		)
+		switch {
+		case errors.As(err, &mbe):
+			return errorf(http.StatusRequestEntityTooLarge, "request body too large: the limit is 1 MiB (1048576 bytes)")
+		case errors.Is(err, os.ErrDeadlineExceeded) || errors.As(err, &ne) && ne.Timeout():
+			return errorf(http.StatusRequestTimeout, "request body not received in time: send it within %v of the headers", bodyTimeout)
 		}
 		return errorf(http.StatusBadRequest, "cannot read the request body: %v", err)
 	}
@@ -128,6 +151,9 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any, emptyOK bool) err
 			return nil
 		}
 		return errorf(http.StatusBadRequest, "empty request body: send a JSON object (see /openapi.json)")
+	}
+	if err := checkMembers(data, jsonNames(v)); err != nil {
+		return errorf(http.StatusBadRequest, "request body: %v", err)
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -50,6 +51,9 @@ type Options struct {
 	// (api_trusted_proxies).
 	TrustedProxies []netip.Prefix
 	MaxRequests    int           // requests in progress at once, /health and /metrics left out (1024)
+	MaxConns       int           // connections open at once; more wait to be accepted (4096)
+	MaxAsyncRuns   int           // runs with "async": true in flight at once; more get 503 (256)
+	MaxStreams     int           // event streams open at once; more get 503 (256)
 	RunRetention   time.Duration // stored runs older than this are purged (24h)
 	DrainTimeout   time.Duration // on shutdown, runs in flight get this long to finish (60s)
 	// TLS, when set, makes Serve answer HTTPS (api_cert, api_key).
@@ -69,6 +73,8 @@ type Server struct {
 	mux     *http.ServeMux
 	routes  map[string]*route // by mux pattern
 	sem     chan struct{}
+	async   chan struct{} // a slot per async run in flight (MaxAsyncRuns)
+	streams chan struct{} // a slot per event stream open (MaxStreams)
 	version string
 	openapi []byte
 	// draining ends when Serve starts to shut down.
@@ -77,6 +83,9 @@ type Server struct {
 
 	// Timings, shortened by tests.
 	pollEvery, keepAliveEvery, cancelWait, purgeEvery time.Duration
+	readHeaderTimeout, bodyTimeout, writeTimeout      time.Duration
+	// listener is the bounded listener Serve answers on, for tests.
+	listener atomic.Pointer[limitListener]
 }
 
 // route is one endpoint.
@@ -96,6 +105,15 @@ func New(o Options) (*Server, error) {
 	if o.MaxRequests <= 0 {
 		o.MaxRequests = defaultMaxRequests
 	}
+	if o.MaxConns <= 0 {
+		o.MaxConns = defaultMaxConns
+	}
+	if o.MaxAsyncRuns <= 0 {
+		o.MaxAsyncRuns = defaultMaxAsyncRuns
+	}
+	if o.MaxStreams <= 0 {
+		o.MaxStreams = defaultMaxStreams
+	}
 	if o.RunRetention == 0 {
 		o.RunRetention = defaultRunRetention
 	}
@@ -109,18 +127,23 @@ func New(o Options) (*Server, error) {
 		o.Now = time.Now
 	}
 	s := &Server{
-		o:              o,
-		log:            o.Log,
-		tracker:        control.NewTracker(o.Engine),
-		metrics:        newMetrics(),
-		mux:            http.NewServeMux(),
-		routes:         map[string]*route{},
-		sem:            make(chan struct{}, o.MaxRequests),
-		version:        cmdutil.Build().Version,
-		pollEvery:      pollEvery,
-		keepAliveEvery: keepAliveEvery,
-		cancelWait:     cancelWait,
-		purgeEvery:     min(max(o.RunRetention/4, time.Second), 10*time.Minute),
+		o:                 o,
+		log:               o.Log,
+		tracker:           control.NewTracker(o.Engine),
+		metrics:           newMetrics(),
+		mux:               http.NewServeMux(),
+		routes:            map[string]*route{},
+		sem:               make(chan struct{}, o.MaxRequests),
+		async:             make(chan struct{}, o.MaxAsyncRuns),
+		streams:           make(chan struct{}, o.MaxStreams),
+		version:           cmdutil.Build().Version,
+		pollEvery:         pollEvery,
+		keepAliveEvery:    keepAliveEvery,
+		cancelWait:        cancelWait,
+		purgeEvery:        min(max(o.RunRetention/4, time.Second), 10*time.Minute),
+		readHeaderTimeout: readHeaderTimeout,
+		bodyTimeout:       bodyTimeout,
+		writeTimeout:      writeTimeout,
 	}
 	s.draining, s.startDraining = context.WithCancel(context.Background())
 	s.openapi = openapiDoc(s.version)
@@ -152,13 +175,31 @@ func New(o Options) (*Server, error) {
 	return s, nil
 }
 
-// ServeHTTP answers one request: it works out the caller, refuses unclean
-// paths and requests over MaxRequests, denies every request but /health
-// at once when there is no hook and api_auth_default is deny, then routes
-// it. Each request is logged (api-request) and counted.
+// ServeHTTP answers one request: it works out the caller, refuses
+// requests with more than maxHeaderLines header lines, unclean paths and
+// requests over MaxRequests, denies every request but /health at once
+// when there is no hook and api_auth_default is deny, then routes it. Each
+// request is logged (api-request) and counted.
+//
+// Deadlines are per request, on the connection: a request with a body
+// must send it within bodyTimeout (net/http lifts the deadline once the
+// body is read to its end; a body nobody reads keeps it, so net/http's
+// discarding of it after the answer is bounded too), and each write of
+// the answer must be taken within writeTimeout (the recorder arms it).
+// Neither is a limit on how long a request may last. A request without a
+// body gets no read deadline: net/http is already reading the connection
+// in the background to notice the client going away, and a deadline would
+// end that read, and the request with it.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	rec := &recorder{ResponseWriter: w}
+	rc := http.NewResponseController(w)
+	// A deadline armed for the previous request on this connection must
+	// not fail what net/http writes for this one (100 Continue).
+	_ = rc.SetWriteDeadline(time.Time{})
+	if hasBody(r) {
+		_ = rc.SetReadDeadline(start.Add(s.bodyTimeout))
+	}
+	rec := &recorder{ResponseWriter: w, rc: rc, writeTimeout: s.writeTimeout}
 	st := s.newState(r)
 	r = withState(r, st)
 	name := "other"
@@ -174,6 +215,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		s.finish(rec, r, st, name, start)
 	}()
+	if n := headerLines(r); n > maxHeaderLines {
+		rec.Header().Set("Connection", "close")
+		fail(rec, r, errorf(http.StatusRequestHeaderFieldsTooLarge, "too many header lines: %d; the limit is %d", n, maxHeaderLines))
+		return
+	}
 	if !cleanPath(r.URL.Path) {
 		fail(rec, r, errorf(http.StatusBadRequest, "bad request path %q: no empty, . or .. segments", r.URL.Path))
 		return
@@ -263,17 +309,21 @@ func (s *Server) finish(rec *recorder, r *http.Request, st *reqState, route stri
 	logging.EventLevel(s.log, lvl, logging.ActionAPIRequest, fields...)
 }
 
-// recorder notes the status and size of an answer.
+// recorder notes the status and size of an answer, and arms the write
+// deadline (writeTimeout) before each write.
 type recorder struct {
 	http.ResponseWriter
-	status int
-	bytes  int64
+	rc           *http.ResponseController
+	writeTimeout time.Duration
+	status       int
+	bytes        int64
 }
 
 func (r *recorder) WriteHeader(code int) {
 	if r.status == 0 {
 		r.status = code
 	}
+	r.arm()
 	r.ResponseWriter.WriteHeader(code)
 }
 
@@ -281,6 +331,7 @@ func (r *recorder) Write(b []byte) (int, error) {
 	if r.status == 0 {
 		r.status = http.StatusOK
 	}
+	r.arm()
 	n, err := r.ResponseWriter.Write(b)
 	r.bytes += int64(n)
 	return n, err
@@ -289,6 +340,15 @@ func (r *recorder) Write(b []byte) (int, error) {
 // Unwrap lets http.ResponseController reach the connection (flush, read
 // deadlines).
 func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+// arm gives the next write writeTimeout to be taken by the client. The
+// last write's deadline also covers what net/http flushes once the
+// handler is done.
+func (r *recorder) arm() {
+	if r.rc != nil && r.writeTimeout > 0 {
+		_ = r.rc.SetWriteDeadline(time.Now().Add(r.writeTimeout))
+	}
+}
 
 func (s *Server) now() time.Time { return s.o.Now() }
 
@@ -312,10 +372,20 @@ func (s *Server) runFinished(lr *control.LiveRun) {
 // connections, lets runs in flight finish for DrainTimeout, cancels those
 // still running then (their results are stored, as cancelled), and waits
 // for the requests in progress to be answered.
+//
+// At most MaxConns connections are open at once; more wait to be
+// accepted. Headers must arrive within readHeaderTimeout of the request's
+// start (for HTTPS this also bounds the handshake) and be at most
+// maxHeaderBytes; idle keep-alive connections are closed after
+// idleTimeout. There is no ReadTimeout or WriteTimeout, which would cut
+// sync runs and event streams: ServeHTTP sets per-request deadlines.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	bounded := newLimitListener(ln, s.o.MaxConns)
+	s.listener.Store(bounded)
+	ln = bounded
 	srv := &http.Server{
 		Handler:           s,
-		ReadHeaderTimeout: readHeaderTimeout,
+		ReadHeaderTimeout: s.readHeaderTimeout,
 		IdleTimeout:       idleTimeout,
 		MaxHeaderBytes:    maxHeaderBytes,
 		TLSConfig:         s.o.TLS,

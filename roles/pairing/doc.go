@@ -9,12 +9,20 @@
 // pairing_port) with the dispatcher certificate followed by the CA
 // certificate (so agents can pin the CA by its key), and answers:
 //
-//	POST /pair          → 202 {"status":"pending","reqid"}; 400 malformed, 409 a
-//	                      request for that host name is pending, 429 queue full,
+//	POST /pair          → 202 {"status":"pending","reqid"}; 400 malformed, 408 body
+//	                      too slow, 409 a request for that host name is pending,
+//	                      413 body too large, 429 queue full or listener busy,
 //	                      each {"status":"error","reason"}
 //	GET /pair/{reqid}   → long-polls up to wire.MaxPairPoll seconds: pending,
 //	                      approved (cert, ca, nonce) or denied (reason); an unknown
 //	                      reqid and a wrong X-Pairing-Nonce get the same 404
+//
+// Any request: 431 beyond maxHeaderLines header lines, 400 for a path with
+// empty, "." or ".." segments. The listener takes at most maxConns
+// connections at once (more wait to be accepted), bounds the POST /pair
+// requests checked at once (maxSubmits) and the long polls waiting
+// (maxPolls; a poll over it is answered at once), and has handshake,
+// header, request and write deadlines (limits.go, server.go).
 //
 // It denies expired requests and purges old answers every few seconds.
 // With stdin and stdout on a terminal it runs the prompt (a/d/s, aN/dN,

@@ -1,12 +1,17 @@
 package pairing
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
+	"os"
+	"strconv"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -24,11 +29,15 @@ const (
 	// maxPairBody bounds POST /pair: a CSR of pki.MaxCSRSize PEM bytes,
 	// JSON-escaped, plus the other fields.
 	maxPairBody       = pki.MaxCSRSize + 8<<10
-	readHeaderTimeout = 10 * time.Second
-	readTimeout       = 30 * time.Second
-	writeTimeout      = wire.MaxPairPoll*time.Second + 15*time.Second // a long poll, then the answer
-	idleTimeout       = 60 * time.Second
-	shutdownTimeout   = 5 * time.Second
+	readHeaderTimeout = 10 * time.Second // the TLS handshake and the headers (slowloris)
+	// readTimeout bounds reading a whole request, body included (a slow
+	// body gets 408). A long poll's connection is read in the background
+	// meanwhile, so a poll also ends, "pending", readTimeout after its
+	// request began: keep it at least wire.MaxPairPoll.
+	readTimeout     = wire.MaxPairPoll * time.Second
+	writeTimeout    = wire.MaxPairPoll*time.Second + 15*time.Second // a long poll, then the answer
+	idleTimeout     = 60 * time.Second
+	shutdownTimeout = 5 * time.Second
 
 	defaultPollEvery  = 200 * time.Millisecond // how often a long poll re-reads the request
 	defaultSweepEvery = 5 * time.Second        // how often expired requests are denied and old answers purged
@@ -49,6 +58,14 @@ type server struct {
 	pollEvery  time.Duration
 	sweepEvery time.Duration
 	queued     chan struct{} // signalled (without blocking) when a request is queued
+
+	maxConns int           // connections open at once (maxConns)
+	submits  chan struct{} // a slot per POST /pair being checked and queued (maxSubmits)
+	polls    chan struct{} // a slot per long poll waiting (maxPolls)
+	// Timeouts of the http.Server, shortened by tests.
+	readHeaderTimeout, readTimeout time.Duration
+	// listener is the bounded listener serve answers on, for tests.
+	listener atomic.Pointer[limitListener]
 }
 
 func newServer(p *control.Pairing, cert tls.Certificate, log *zap.Logger) *server {
@@ -63,6 +80,12 @@ func newServer(p *control.Pairing, cert tls.Certificate, log *zap.Logger) *serve
 		pollEvery:  defaultPollEvery,
 		sweepEvery: defaultSweepEvery,
 		queued:     make(chan struct{}, 1),
+
+		maxConns:          maxConns,
+		submits:           make(chan struct{}, maxSubmits),
+		polls:             make(chan struct{}, maxPolls),
+		readHeaderTimeout: readHeaderTimeout,
+		readTimeout:       readTimeout,
 	}
 }
 
@@ -77,7 +100,7 @@ func (s *server) handler() http.Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		answerError(w, http.StatusNotFound, "not found")
 	})
-	return mux
+	return guard(mux)
 }
 
 func answerError(w http.ResponseWriter, status int, reason string) {
@@ -86,24 +109,51 @@ func answerError(w http.ResponseWriter, status int, reason string) {
 
 func (s *server) handlePair(w http.ResponseWriter, r *http.Request) {
 	ip := peerIP(r)
-	reject := func(reason string) {
+	reject := func(status int, reason string) {
 		logging.EventLevel(s.log, zapcore.WarnLevel, logging.ActionPairReject, zap.String("ip", ip), zap.String("reason", reason))
-		answerError(w, http.StatusBadRequest, reason)
+		if status == http.StatusRequestEntityTooLarge || status == http.StatusRequestTimeout {
+			// What is left of the body is not waited for.
+			w.Header().Set("Connection", "close")
+		}
+		answerError(w, status, reason)
 	}
 	tooLarge := fmt.Sprintf("request too large: the limit is %d bytes (a CSR may have %d)", maxPairBody, pki.MaxCSRSize)
 	if r.ContentLength > maxPairBody {
-		reject(tooLarge)
+		reject(http.StatusRequestEntityTooLarge, tooLarge)
 		return
 	}
-	r.Body = http.MaxBytesReader(w, r.Body, maxPairBody)
+	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxPairBody))
+	if err != nil {
+		var (
+			mbe *http.MaxBytesError
+			ne  net.Error
+		)
+		switch {
+		case errors.As(err, &mbe):
+			reject(http.StatusRequestEntityTooLarge, tooLarge)
+		case errors.Is(err, os.ErrDeadlineExceeded) || errors.As(err, &ne) && ne.Timeout():
+			reject(http.StatusRequestTimeout, fmt.Sprintf("request not received in time: send it within %v", readTimeout))
+		default:
+			reject(http.StatusBadRequest, "cannot read request body")
+		}
+		return
+	}
+	// DecodeRequest refuses what encoding/json alone would take: keys
+	// given twice, and keys that are a field's name only ignoring case.
+	r.Body = io.NopCloser(bytes.NewReader(data))
 	var req wire.PairRequest
 	if err := wire.DecodeRequest(r, &req); err != nil {
-		var re *wire.RequestError
-		if errors.As(err, &re) && re.Status == http.StatusRequestEntityTooLarge {
-			reject(tooLarge)
-			return
-		}
-		reject(err.Error())
+		reject(http.StatusBadRequest, err.Error())
+		return
+	}
+	// The body is in: a slot only for checking and queueing it.
+	select {
+	case s.submits <- struct{}{}:
+		defer func() { <-s.submits }()
+	default:
+		w.Header().Set("Retry-After", strconv.Itoa(int(retryAfter/time.Second)))
+		reject(http.StatusTooManyRequests, fmt.Sprintf("the pairing listener is busy: %d requests are being checked at once; "+
+			"nothing was queued, try again in a second", maxSubmits))
 		return
 	}
 	pr, err := s.pairing.Submit(req, ip, s.leafDER())
@@ -137,9 +187,21 @@ func (s *server) handlePair(w http.ResponseWriter, r *http.Request) {
 
 // handlePoll answers GET /pair/{reqid} once the request is decided, or
 // "pending" after maxPoll (or when the listener shuts down). An unknown
-// request and a wrong nonce both get the same 404.
+// request, a request id that cannot be one and a wrong nonce all get the
+// same 404. With maxPolls polls waiting already, it answers at once.
 func (s *server) handlePoll(w http.ResponseWriter, r *http.Request) {
 	reqid, nonce := r.PathValue("reqid"), r.Header.Get(wire.HeaderNonce)
+	if store.ValidReqID(reqid) != nil {
+		answerError(w, http.StatusNotFound, reasonUnknown)
+		return
+	}
+	wait := true
+	select {
+	case s.polls <- struct{}{}:
+		defer func() { <-s.polls }()
+	default:
+		wait = false
+	}
 	deadline := time.NewTimer(s.maxPoll)
 	defer deadline.Stop()
 	tick := time.NewTicker(s.pollEvery)
@@ -161,11 +223,13 @@ func (s *server) handlePoll(w http.ResponseWriter, r *http.Request) {
 			wire.WriteJSON(w, http.StatusOK, wire.PairResponse{Status: wire.PairDenied, ReqID: rec.ReqID, Reason: rec.Reason})
 			return
 		}
-		select {
-		case <-tick.C:
-			continue
-		case <-deadline.C:
-		case <-r.Context().Done():
+		if wait {
+			select {
+			case <-tick.C:
+				continue
+			case <-deadline.C:
+			case <-r.Context().Done():
+			}
 		}
 		wire.WriteJSON(w, http.StatusOK, wire.PairResponse{Status: wire.PairPending, ReqID: rec.ReqID})
 		return
@@ -183,8 +247,8 @@ func (s *server) serve(ctx context.Context, ln net.Listener) error {
 	srv := &http.Server{
 		Handler:           s.handler(),
 		TLSConfig:         cfg,
-		ReadHeaderTimeout: readHeaderTimeout,
-		ReadTimeout:       readTimeout,
+		ReadHeaderTimeout: s.readHeaderTimeout,
+		ReadTimeout:       s.readTimeout,
 		WriteTimeout:      writeTimeout,
 		IdleTimeout:       idleTimeout,
 		MaxHeaderBytes:    wire.MaxHeaderBytes,
@@ -194,7 +258,9 @@ func (s *server) serve(ctx context.Context, ln net.Listener) error {
 	}
 	logging.Event(s.log, logging.ActionStart, zap.String("addr", ln.Addr().String()), zap.String("role", "pairing"))
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(tls.NewListener(ln, cfg)) }()
+	bounded := newLimitListener(ln, s.maxConns)
+	s.listener.Store(bounded)
+	go func() { errc <- srv.Serve(tls.NewListener(bounded, cfg)) }()
 	sweep := time.NewTicker(s.sweepEvery)
 	defer sweep.Stop()
 	s.expire()

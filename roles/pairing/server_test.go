@@ -106,12 +106,22 @@ type listener struct {
 
 func startListener(t *testing.T, w *world) *listener {
 	t.Helper()
+	return startListenerWith(t, w, nil)
+}
+
+// startListenerWith is startListener with tune applied to the server
+// before it serves.
+func startListenerWith(t *testing.T, w *world, tune func(*server)) *listener {
+	t.Helper()
 	d := w.ca.Dispatcher(t)
 	cert := d
 	cert.Certificate = [][]byte{d.Certificate[0], w.ca.Cert.Raw}
 	lg, _, _ := logging.New(logging.Options{Output: "stderr", Stderr: w.log})
 	l := &listener{world: w, srv: newServer(w.p, cert, lg)}
 	l.srv.maxPoll, l.srv.pollEvery = 2*time.Second, 20*time.Millisecond
+	if tune != nil {
+		tune(l.srv)
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -321,26 +331,27 @@ func TestPairRefusalsOverTLS(t *testing.T) {
 	}
 	bigCSR := "-----BEGIN CERTIFICATE REQUEST-----\n" + strings.Repeat(strings.Repeat("A", 64)+"\n", 1600) + "-----END CERTIFICATE REQUEST-----\n"
 	for _, c := range []struct {
-		name string
-		body any
-		want string
+		name   string
+		body   any
+		status int
+		want   string
 	}{
-		{"host ../x", with(func(r *wire.PairRequest) { r.Hostname = "../x" }), "host name"},
-		{"host a b", with(func(r *wire.PairRequest) { r.Hostname = "a b" }), "host name"},
-		{"host 300 chars", with(func(r *wire.PairRequest) { r.Hostname = strings.Repeat("a", 300) }), "253"},
-		{"csr 100 KiB", with(func(r *wire.PairRequest) { r.CSR = bigCSR }), "request too large"},
-		{"csr 60 KiB of nonsense", with(func(r *wire.PairRequest) { r.CSR = bigCSR[:60<<10] }), "certificate request"},
-		{"csr not pem", with(func(r *wire.PairRequest) { r.CSR = "x" }), "not PEM"},
-		{"nonce short", with(func(r *wire.PairRequest) { r.Nonce = "abc" }), "nonce"},
-		{"port 0", with(func(r *wire.PairRequest) { r.Port = 0 }), "port"},
-		{"port 65536", with(func(r *wire.PairRequest) { r.Port = 65536 }), "port"},
-		{"not json", "hello", "json"},
-		{"array", "[1]", "object"},
-		{"wrong type", `{"hostname":"web-01","port":"7443"}`, "port"},
+		{"host ../x", with(func(r *wire.PairRequest) { r.Hostname = "../x" }), 400, "host name"},
+		{"host a b", with(func(r *wire.PairRequest) { r.Hostname = "a b" }), 400, "host name"},
+		{"host 300 chars", with(func(r *wire.PairRequest) { r.Hostname = strings.Repeat("a", 300) }), 400, "253"},
+		{"csr 100 KiB", with(func(r *wire.PairRequest) { r.CSR = bigCSR }), 413, "request too large"},
+		{"csr 60 KiB of nonsense", with(func(r *wire.PairRequest) { r.CSR = bigCSR[:60<<10] }), 400, "certificate request"},
+		{"csr not pem", with(func(r *wire.PairRequest) { r.CSR = "x" }), 400, "not PEM"},
+		{"nonce short", with(func(r *wire.PairRequest) { r.Nonce = "abc" }), 400, "nonce"},
+		{"port 0", with(func(r *wire.PairRequest) { r.Port = 0 }), 400, "port"},
+		{"port 65536", with(func(r *wire.PairRequest) { r.Port = 65536 }), 400, "port"},
+		{"not json", "hello", 400, "json"},
+		{"array", "[1]", 400, "object"},
+		{"wrong type", `{"hostname":"web-01","port":"7443"}`, 400, "port"},
 	} {
 		got := l.post(t, c.body)
-		if got.status != http.StatusBadRequest || got.resp.Status != wire.PairError || !strings.Contains(got.resp.Reason, c.want) {
-			t.Errorf("%s: %d %s; want 400 with %q", c.name, got.status, got.body, c.want)
+		if got.status != c.status || got.resp.Status != wire.PairError || !strings.Contains(got.resp.Reason, c.want) {
+			t.Errorf("%s: %d %s; want %d with %q", c.name, got.status, got.body, c.status, c.want)
 		}
 	}
 	if reqs, _ := w.p.ListRequests(); len(reqs) != 0 {
