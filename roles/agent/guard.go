@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"go.uber.org/zap"
@@ -427,6 +428,13 @@ func (g *guard) handshake(gc *guardConn) {
 		if g.ctx.Err() != nil {
 			return
 		}
+		if abandoned(err) {
+			// The peer went away or stalled mid-handshake: a scanner, or a
+			// dispatcher whose connect_timeout ran out on a loaded host.
+			// It stays on the volume count, but is no probe: counting it
+			// would block a slow dispatcher for rate_limit_probe's hour.
+			return
+		}
 		a, lim := gc.p.addr, limitsOf(g.s.snap.Load().cfg)
 		if g.lim.failure(a, g.s.now(), lim) {
 			g.logRateBlock(a, "probe", lim.probe)
@@ -439,6 +447,14 @@ func (g *guard) handshake(gc *guardConn) {
 	case <-g.ctx.Done():
 		_ = tc.Close()
 	}
+}
+
+// abandoned reports whether a handshake failed because the peer closed,
+// reset or stalled the connection, rather than by what it sent.
+func abandoned(err error) bool {
+	var ne net.Error
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) ||
+		errors.Is(err, syscall.EPIPE) || (errors.As(err, &ne) && ne.Timeout())
 }
 
 // plainHTTPAnswer is the whole answer to a plain HTTP request on the TLS

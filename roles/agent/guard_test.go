@@ -113,9 +113,16 @@ func (g *guardWorld) ping(src string) error {
 // the agent without it sending a byte.
 func (g *guardWorld) rawRefused(src string) bool {
 	g.t.Helper()
-	c, err := dialerFrom(src).Dial("tcp", g.addr)
+	return rawRefused(g.t, g.addr, src)
+}
+
+// rawRefused reports whether a plain TCP connection from src to addr is
+// closed by the agent without it sending a byte.
+func rawRefused(t *testing.T, addr, src string) bool {
+	t.Helper()
+	c, err := dialerFrom(src).Dial("tcp", addr)
 	if err != nil {
-		g.t.Fatal(err)
+		t.Fatal(err)
 	}
 	defer c.Close()
 	_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
@@ -125,7 +132,7 @@ func (g *guardWorld) rawRefused(src string) bool {
 		return false
 	}
 	if n > 0 {
-		g.t.Fatalf("the agent sent %d bytes on a refused connection", n)
+		t.Fatalf("the agent sent %d bytes on a refused connection", n)
 	}
 	return err != nil
 }
