@@ -9,8 +9,10 @@ LDFLAGS     := -s -w -X $(PKG)/roles/internal/cmdutil.Version=$(VERSION) -X $(PK
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 ROLES       := dispatcher-agent dispatcher-api dispatcher-pairing
 FUZZTIME    ?= 20s
+FUZZSHORT   ?= 500ms
+FUZZPARALLEL ?= 2
 
-.PHONY: all build links test check vet fmt staticcheck tidy demo fuzz bench clean help
+.PHONY: all build links test check vet fmt staticcheck tidy demo fuzz fuzz-short bench clean help
 
 all: build
 
@@ -18,9 +20,12 @@ help:
 	@echo "make build        static binary ./$(BIN) (CGO_ENABLED=0, -trimpath, version from git)"
 	@echo "make links        role symlinks next to the binary ($(ROLES))"
 	@echo "make test         go test -race ./..."
-	@echo "make check        go vet, gofmt, staticcheck, go mod tidy -diff"
+	@echo "make check        go vet, gofmt, staticcheck, go mod tidy -diff, fuzz-short"
 	@echo "make demo         build, then run 'dispatcher demo'"
-	@echo "make fuzz         run every fuzz target for FUZZTIME (default $(FUZZTIME))"
+	@echo "make fuzz         run every fuzz target for FUZZTIME each (default $(FUZZTIME))"
+	@echo "make fuzz-short   run every fuzz target for FUZZSHORT each (default $(FUZZSHORT)); part of check"
+	@echo "                  (both use FUZZPARALLEL workers, default $(FUZZPARALLEL); a failing input is"
+	@echo "                  written to PACKAGE/testdata/fuzz/TARGET/ and fails the run)"
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) .
@@ -31,7 +36,7 @@ links: build
 test:
 	$(GO) test -race ./...
 
-check: vet fmt staticcheck tidy
+check: vet fmt staticcheck tidy fuzz-short
 
 vet:
 	$(GO) vet ./...
@@ -49,13 +54,30 @@ tidy:
 demo: build
 	./$(BIN) demo
 
-# Each fuzz target runs on its own: go test allows one -fuzz pattern per package.
+# run-fuzz runs every fuzz target of the module for $(1) each, one after
+# the other: go test allows one -fuzz pattern per package. The targets are
+# read from each package's test files, so listing them builds nothing. The
+# first failure stops the run with a non-zero exit; go test has then written
+# the failing input to PACKAGE/testdata/fuzz/TARGET/.
+define run-fuzz
+	@files=$$($(GO) list -f '{{$$d := .Dir}}{{range .TestGoFiles}}{{$$.ImportPath}} {{$$d}}/{{.}}{{"\n"}}{{end}}{{range .XTestGoFiles}}{{$$.ImportPath}} {{$$d}}/{{.}}{{"\n"}}{{end}}' ./...) || exit 1; \
+	set -- $$(echo "$$files" | while read pkg file; do [ -z "$$file" ] || sed -n "s|^func \(Fuzz[A-Za-z0-9_]*\)(.*|$$pkg \1|p" "$$file"; done); \
+	[ $$# -gt 0 ] || { echo "no fuzz targets found" >&2; exit 1; }; \
+	start=$$(date +%s); n=0; \
+	while [ $$# -gt 0 ]; do \
+	  echo "== $$1 $$2 ($(1))"; \
+	  $(GO) test -run '^$$' -fuzz "^$$2$$" -fuzztime $(1) -parallel $(FUZZPARALLEL) $$1 || \
+	    { echo "fuzz: $$2 in $$1 failed (a new failing input is saved in that package's testdata/fuzz/$$2/)" >&2; exit 1; }; \
+	  n=$$((n + 1)); shift 2; \
+	done; \
+	echo "fuzz: $$n targets, $(1) each, $$(($$(date +%s) - start))s"
+endef
+
 fuzz:
-	@for pkg in $$($(GO) list ./...); do \
-	  for t in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
-	    echo "== $$pkg $$t"; $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
-	  done; \
-	done
+	$(call run-fuzz,$(FUZZTIME))
+
+fuzz-short:
+	$(call run-fuzz,$(FUZZSHORT))
 
 clean:
 	rm -f $(BIN) $(ROLES)

@@ -16,9 +16,11 @@ const MaxCSRSize = 64 << 10
 
 // ParseCSR decodes a PEM certificate request ("CERTIFICATE REQUEST" or the
 // older "NEW CERTIFICATE REQUEST") and checks its signature. It refuses data
-// over MaxCSRSize, anything that is not exactly one such block, and a request
-// whose signature does not verify. Nothing in the request is trusted beyond
-// that: SignAgentCSR uses only its public key.
+// over MaxCSRSize, anything that is not exactly one such block, a request
+// whose signature does not verify, and one whose key no certificate may be
+// issued for (as SignAgentCSR would refuse it: Ed25519, RSA under 2048 bits,
+// curves other than P-256, P-384 and P-521). Nothing in the request is
+// trusted beyond that: SignAgentCSR uses only its public key.
 func ParseCSR(data []byte) (*x509.CertificateRequest, error) {
 	if len(data) > MaxCSRSize {
 		return nil, fmt.Errorf("certificate request is %d bytes; the limit is %d", len(data), MaxCSRSize)
@@ -39,6 +41,9 @@ func ParseCSR(data []byte) (*x509.CertificateRequest, error) {
 	}
 	if err := csr.CheckSignature(); err != nil {
 		return nil, fmt.Errorf("certificate request signature is invalid: %w", err)
+	}
+	if err := checkIssuable(csr.PublicKey); err != nil {
+		return nil, fmt.Errorf("certificate request: %w", err)
 	}
 	return csr, nil
 }

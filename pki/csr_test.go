@@ -121,6 +121,11 @@ func TestValidHostname(t *testing.T) {
 	}
 }
 
+// FuzzParseCSR feeds ParseCSR arbitrary bytes. A refusal is an error with
+// a message and no request. An accepted request is at most MaxCSRSize
+// bytes, is the DER of the one PEM block in the input, has a signature that
+// verifies and a key that has a fingerprint and that a CA can sign for,
+// and its own PEM encoding is accepted again as the same request.
 func FuzzParseCSR(f *testing.F) {
 	key, err := pki.GenerateKey(pki.Options{})
 	if err != nil {
@@ -130,6 +135,7 @@ func FuzzParseCSR(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
+	ca := mustCA(f)
 	b, _ := pem.Decode(good)
 	f.Add(good)
 	f.Add(pemBlock("NEW CERTIFICATE REQUEST", b.Bytes))
@@ -143,6 +149,9 @@ func FuzzParseCSR(f *testing.F) {
 			if csr != nil {
 				t.Fatal("csr returned with an error")
 			}
+			if err.Error() == "" {
+				t.Fatal("refusal without a message")
+			}
 			return
 		}
 		if len(data) > pki.MaxCSRSize {
@@ -150,6 +159,23 @@ func FuzzParseCSR(f *testing.F) {
 		}
 		if err := csr.CheckSignature(); err != nil {
 			t.Fatalf("accepted a csr with a bad signature: %v", err)
+		}
+		block, rest := pem.Decode(data)
+		if block == nil || !bytes.Equal(block.Bytes, csr.Raw) {
+			t.Fatal("the request is not the DER of the input's PEM block")
+		}
+		if next, _ := pem.Decode(rest); next != nil {
+			t.Fatalf("accepted a %q block after the request", next.Type)
+		}
+		again, err := pki.ParseCSR(pemBlock("CERTIFICATE REQUEST", csr.Raw))
+		if err != nil || !bytes.Equal(again.Raw, csr.Raw) {
+			t.Fatalf("the accepted request, encoded again, does not read back: %v", err)
+		}
+		if _, err := pki.Fingerprint(csr.PublicKey); err != nil {
+			t.Fatalf("accepted a request whose key has no fingerprint: %v", err)
+		}
+		if _, err := ca.SignAgentCSR(pki.Options{}, csr, "web-01", 1); err != nil {
+			t.Fatalf("accepted a request the ca cannot sign: %v", err)
 		}
 	})
 }

@@ -205,6 +205,9 @@ func colonHex(b []byte) string {
 	return strings.Join(parts, ":")
 }
 
+// FuzzParseKeyPEM: a refusal is an error with a message and no key; an
+// accepted key marshals (MarshalKeyPEM) to PEM that reads back as the same
+// key.
 func FuzzParseKeyPEM(f *testing.F) {
 	ec, err := pki.GenerateKey(pki.Options{})
 	if err != nil {
@@ -223,6 +226,9 @@ func FuzzParseKeyPEM(f *testing.F) {
 		if err != nil {
 			if k != nil {
 				t.Fatal("key returned with an error")
+			}
+			if err.Error() == "" {
+				t.Fatal("refusal without a message")
 			}
 			return
 		}

@@ -68,6 +68,9 @@ func TestParseOpenSSLTime(t *testing.T) {
 	}
 }
 
+// FuzzParseOpenSSLTime: a refusal is an error with a message and the zero
+// time; an accepted time is in UTC, and its FormatOpenSSLTime form reads
+// back as the same time and formats the same again.
 func FuzzParseOpenSSLTime(f *testing.F) {
 	for _, s := range []string{
 		"Jun  7 16:28:00 2027 GMT", "Jun 7 16:28:00 2027 GMT", "notAfter=Dec 31 23:59:59 9999 GMT",
@@ -78,7 +81,13 @@ func FuzzParseOpenSSLTime(f *testing.F) {
 	f.Fuzz(func(t *testing.T, s string) {
 		tm, err := pki.ParseOpenSSLTime(s)
 		if err != nil {
+			if !tm.IsZero() || err.Error() == "" {
+				t.Fatalf("refusal %v with time %v", err, tm)
+			}
 			return
+		}
+		if tm.Location() != time.UTC {
+			t.Fatalf("ParseOpenSSLTime(%q) = %v, not in UTC", s, tm)
 		}
 		out := pki.FormatOpenSSLTime(tm)
 		back, err := pki.ParseOpenSSLTime(out)

@@ -1,6 +1,7 @@
 package pki_test
 
 import (
+	"fmt"
 	"math/big"
 	"strings"
 	"testing"
@@ -176,6 +177,11 @@ func TestParseSerialList(t *testing.T) {
 	}
 }
 
+// FuzzParseSerial checks ParseSerial's contract on arbitrary text: a
+// refusal is an error with a message; an acceptance is one value, or two
+// different ones for a string of decimal digits only, each within 40 bytes
+// and not negative, each reading back alone from the hex FormatSerial
+// writes. Letter case and surrounding white space never change the answer.
 func FuzzParseSerial(f *testing.F) {
 	for _, s := range []string{
 		"0a1b", "0A:1B", "0x0a1b", "serial=0A1B", "2587 (0xa1b)", "10", "7", "", "-1 (-0x1)",
@@ -185,9 +191,16 @@ func FuzzParseSerial(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, s string) {
 		ns, err := pki.ParseSerial(s)
+		upper, uerr := pki.ParseSerial(" \t" + asciiUpper(s) + "\r\n")
+		if (err == nil) != (uerr == nil) || !sameValues(ns, upper) {
+			t.Fatalf("ParseSerial(%q) = %v, %v; upper case and padded: %v, %v", s, ns, err, upper, uerr)
+		}
 		if err != nil {
 			if ns != nil {
 				t.Fatal("values returned with an error")
+			}
+			if err.Error() == "" {
+				t.Fatal("refusal without a message")
 			}
 			return
 		}
@@ -196,6 +209,9 @@ func FuzzParseSerial(f *testing.F) {
 		}
 		if len(ns) == 2 && ns[0].Cmp(ns[1]) == 0 {
 			t.Fatal("duplicate candidates")
+		}
+		if len(ns) == 2 && strings.Trim(strings.TrimSpace(s), "0123456789") != "" {
+			t.Fatalf("two readings of %q, which is not decimal digits only", s)
 		}
 		for _, n := range ns {
 			if n.Sign() < 0 || n.BitLen() > 320 {
@@ -210,6 +226,9 @@ func FuzzParseSerial(f *testing.F) {
 	})
 }
 
+// FuzzParseSerialList checks a revoked-serials file against a model: the
+// set holds every reading of every line (comment removed) that ParseSerial
+// accepts, and each other non-blank line is one "line N: " error, in order.
 func FuzzParseSerialList(f *testing.F) {
 	f.Add([]byte("0a1b\n# comment\n\nserial=0A1B\n12\n"))
 	f.Add([]byte("bad\r\n0x\n12 (0xc)\n"))
@@ -217,13 +236,31 @@ func FuzzParseSerialList(f *testing.F) {
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		set, errs := pki.ParseSerialList(data)
-		for _, e := range errs {
-			if !strings.HasPrefix(e.Error(), "line ") {
-				t.Fatalf("error without a line number: %v", e)
+		var want pki.SerialSet
+		var wantErrs []string
+		for i, line := range strings.Split(string(data), "\n") {
+			text, _, _ := strings.Cut(line, "#")
+			if text = strings.TrimSpace(text); text == "" {
+				continue
+			}
+			ns, err := pki.ParseSerial(text)
+			if err != nil {
+				wantErrs = append(wantErrs, fmt.Sprintf("line %d: %v", i+1, err))
+				continue
+			}
+			for _, n := range ns {
+				want.Add(n)
 			}
 		}
-		if set.Len() != len(set.Values()) {
-			t.Fatal("Len and Values disagree")
+		var gotErrs []string
+		for _, e := range errs {
+			gotErrs = append(gotErrs, e.Error())
+		}
+		if d := cmp.Diff(wantErrs, gotErrs); d != "" {
+			t.Fatalf("errors (-model +got):\n%s", d)
+		}
+		if !sameValues(want.Values(), set.Values()) || set.Len() != want.Len() {
+			t.Fatalf("set %v, model %v", set.Values(), want.Values())
 		}
 		for _, n := range set.Values() {
 			if !set.Contains(n) {
@@ -231,4 +268,29 @@ func FuzzParseSerialList(f *testing.F) {
 			}
 		}
 	})
+}
+
+// sameValues reports whether a and b hold the same numbers in the same
+// order.
+func sameValues(a, b []*big.Int) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i].Cmp(b[i]) != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// asciiUpper upper-cases ASCII letters only.
+func asciiUpper(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if c >= 'a' && c <= 'z' {
+			b[i] = c - 'a' + 'A'
+		}
+	}
+	return string(b)
 }

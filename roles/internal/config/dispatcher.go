@@ -228,14 +228,20 @@ func (c *Dispatcher) checkTrustedProxies() error {
 }
 
 // ParseAddrOrPrefix reads an IP address ("10.0.0.1", "::1", a single
-// address) or a CIDR prefix ("10.0.0.0/8"). The prefix is masked.
+// address) or a CIDR prefix ("10.0.0.0/8"). The prefix is masked. Peers
+// are compared unmapped, so an IPv4-mapped IPv6 address or prefix
+// ("::ffff:10.0.0.0/104") is returned as IPv4 ("10.0.0.0/8").
 func ParseAddrOrPrefix(s string) (netip.Prefix, error) {
 	if strings.Contains(s, "/") {
 		p, err := netip.ParsePrefix(s)
 		if err != nil {
 			return netip.Prefix{}, err
 		}
-		return p.Masked(), nil
+		p = p.Masked()
+		if a := p.Addr(); a.Is4In6() && p.Bits() >= 96 {
+			p = netip.PrefixFrom(a.Unmap(), p.Bits()-96)
+		}
+		return p, nil
 	}
 	a, err := netip.ParseAddr(s)
 	if err != nil {

@@ -1,7 +1,10 @@
 package config
 
 import (
+	"errors"
+	"net/netip"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -39,6 +42,11 @@ func FuzzLegacy(f *testing.F) {
 	})
 }
 
+// FuzzScripts loads arbitrary scripts.conf contents. A refusal is an
+// *Error naming the file; what loads is sorted, without duplicates, and
+// every entry passes Validate. Nothing is dropped silently: every entry of
+// the file either loads or has a warning naming it, and every warning
+// names the file.
 func FuzzScripts(f *testing.F) {
 	for _, s := range []string{
 		"uptime = \"/usr/bin/uptime\"\n",
@@ -51,13 +59,21 @@ func FuzzScripts(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		path := filepath.Join(t.TempDir(), "scripts.conf")
-		writeBytes(t, path, data)
-		scripts, _, err := LoadScripts(path, nil)
+		const path = "/fuzz/scripts.conf"
+		d, err := parseDoc(path, data, nil, firstWins)
+		var scripts []Script
+		var warnings []Warning
+		if err == nil {
+			scripts, warnings, err = d.scripts()
+		}
 		if err != nil {
+			var e *Error
+			if !errors.As(err, &e) || e.File != path || e.Msg == "" {
+				t.Fatalf("refusal %v (%T), want an *Error naming the file", err, err)
+			}
 			return
 		}
-		seen := map[string]bool{}
+		loaded := map[string]bool{}
 		for i, s := range scripts {
 			if !scriptName.MatchString(s.Name) || !filepath.IsAbs(s.Path) {
 				t.Fatalf("bad entry accepted: %+v", s)
@@ -65,48 +81,130 @@ func FuzzScripts(f *testing.F) {
 			if err := s.Validate(); err != nil {
 				t.Fatalf("entry %+v fails Validate: %v", s, err)
 			}
-			if seen[s.Name] {
+			if loaded[s.Name] {
 				t.Fatalf("duplicate name %q", s.Name)
 			}
-			seen[s.Name] = true
+			loaded[s.Name] = true
 			if i > 0 && scripts[i-1].Name >= s.Name {
 				t.Fatalf("not sorted: %q before %q", scripts[i-1].Name, s.Name)
+			}
+		}
+		warned := map[string]bool{}
+		for _, w := range warnings {
+			if w.File != path || w.Reason == "" {
+				t.Fatalf("warning %+v does not name the file or a reason", w)
+			}
+			warned[w.Key] = true
+		}
+		for _, name := range d.order {
+			if !loaded[name] && !warned[name] {
+				t.Fatalf("entry %q neither loaded nor warned about", name)
 			}
 		}
 	})
 }
 
 // FuzzConfig loads arbitrary agent.conf and dispatcher.conf contents: no
-// panic, and whatever loads is valid and every error names the file.
+// panic, whatever loads is valid, every error is an *Error naming the file,
+// and every warning names the file.
 func FuzzConfig(f *testing.F) {
 	for _, s := range []string{agentTOML, agentLegacy, dispatcherTOML, dispatcherLegacy, "", "port = 70000\n", "[tags]\n"} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		const path = "/fuzz/x.conf"
-		var a *Agent
-		d, err := parseDoc(path, data, nil, lastWins)
-		if err == nil {
-			a, err = d.agent(fixedHost("fuzz"))
+		refused := func(err error) {
+			var e *Error
+			if !errors.As(err, &e) || e.File != path || e.Msg == "" || !strings.HasPrefix(err.Error(), path) {
+				t.Fatalf("refusal %v (%T), want an *Error naming the file", err, err)
+			}
 		}
-		if err == nil {
+		warned := func(d *doc) {
+			for _, w := range d.warnings {
+				if w.File != path || w.Reason == "" {
+					t.Fatalf("warning %+v does not name the file or a reason", w)
+				}
+			}
+		}
+		d, err := parseDoc(path, data, nil, lastWins)
+		if err != nil {
+			refused(err)
+			return
+		}
+		if a, err := d.agent(fixedHost("fuzz")); err == nil {
 			if err := a.Validate(); err != nil {
 				t.Fatalf("loaded agent config fails Validate: %v", err)
 			}
-		} else if !strings.HasPrefix(err.Error(), path) {
-			t.Fatalf("error does not name the file: %v", err)
+		} else {
+			refused(err)
 		}
-		var c *Dispatcher
+		warned(d)
 		d, err = parseDoc(path, data, nil, lastWins)
-		if err == nil {
-			c, err = d.dispatcher()
+		if err != nil {
+			t.Fatalf("parsed once, then: %v", err)
 		}
-		if err == nil {
+		if c, err := d.dispatcher(); err == nil {
 			if err := c.Validate(); err != nil {
 				t.Fatalf("loaded dispatcher config fails Validate: %v", err)
 			}
-		} else if !strings.HasPrefix(err.Error(), path) {
-			t.Fatalf("error does not name the file: %v", err)
+			for _, s := range c.APITrustedProxies {
+				if _, err := ParseAddrOrPrefix(s); err != nil {
+					t.Fatalf("loaded api_trusted_proxies entry %q does not parse: %v", s, err)
+				}
+			}
+		} else {
+			refused(err)
+		}
+		warned(d)
+	})
+}
+
+// FuzzAddrOrPrefix reads an api_trusted_proxies list as the dispatcher
+// does (split on commas and white space, then ParseAddrOrPrefix). What is
+// accepted is a valid, masked prefix without a zone that reads back from
+// its own text, and matches the addresses it names as the API sees them:
+// IPv4-mapped IPv6 peers are compared as IPv4 (roles/api unmaps them), so a
+// prefix must contain its own first address unmapped. An address and the
+// same address with its full prefix length mean the same.
+func FuzzAddrOrPrefix(f *testing.F) {
+	for _, s := range [][2]string{
+		{"10.0.0.0/8, 192.168.1.7 2001:db8::/32", "10.1.2.3"},
+		{"::1,127.0.0.1", "::ffff:127.0.0.1"},
+		{"::ffff:10.0.0.0/104", "10.0.0.1"},
+		{"fe80::1%eth0", "fe80::1"},
+		{"1.2.3.4/33 ::/0 0.0.0.0/0", "8.8.8.8"},
+		{"10.1.2.3/8", "10.200.0.1"},
+	} {
+		f.Add(s[0], s[1])
+	}
+	f.Fuzz(func(t *testing.T, list, addr string) {
+		for _, s := range splitAddrs(list) {
+			p, err := ParseAddrOrPrefix(s)
+			if err != nil {
+				if err.Error() == "" {
+					t.Fatalf("%q: refusal without a message", s)
+				}
+				continue
+			}
+			if !p.IsValid() || p != p.Masked() || p.Addr().Zone() != "" {
+				t.Fatalf("ParseAddrOrPrefix(%q) = %v: not a valid masked prefix", s, p)
+			}
+			if back, err := ParseAddrOrPrefix(p.String()); err != nil || back != p {
+				t.Fatalf("ParseAddrOrPrefix(%q) = %v, which reads back as %v, %v", s, p, back, err)
+			}
+			if !p.Contains(p.Addr().Unmap()) {
+				t.Fatalf("ParseAddrOrPrefix(%q) = %v, which no unmapped peer address can match", s, p)
+			}
+			if !strings.Contains(s, "/") {
+				a := netip.MustParseAddr(s)
+				whole, err := ParseAddrOrPrefix(a.WithZone("").String() + "/" + strconv.Itoa(a.BitLen()))
+				if err != nil || whole != p {
+					t.Fatalf("ParseAddrOrPrefix(%q) = %v, but with /%d: %v, %v", s, p, a.BitLen(), whole, err)
+				}
+			}
+			if a, err := netip.ParseAddr(addr); err == nil {
+				p.Contains(a.Unmap())
+			}
 		}
 	})
 }

@@ -31,10 +31,3 @@ func fixedHost(name string) func() (string, error) {
 }
 
 func zapString(k, v string) zapcore.Field { return zap.String(k, v) }
-
-func writeBytes(t testing.TB, path string, data []byte) {
-	t.Helper()
-	if err := os.WriteFile(path, data, 0o600); err != nil {
-		t.Fatal(err)
-	}
-}

@@ -164,7 +164,7 @@ func (r *Rotation) UnmarshalJSON(data []byte) error {
 		if f.text == "" {
 			continue
 		}
-		t, err := time.Parse(time.RFC3339, f.text)
+		t, err := parseStamp(f.text)
 		if err != nil {
 			return fmt.Errorf("field %q: %w", f.name, err)
 		}
@@ -172,6 +172,20 @@ func (r *Rotation) UnmarshalJSON(data []byte) error {
 	}
 	*r = out
 	return nil
+}
+
+// parseStamp reads an RFC 3339 time that formatStamp can write back: one
+// whose UTC form is in the years 0 to 9999 (a time zone offset can push an
+// edge time out of them, and such a record would not read back).
+func parseStamp(s string) (time.Time, error) {
+	t, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		return time.Time{}, err
+	}
+	if y := t.UTC().Year(); y < 0 || y > 9999 {
+		return time.Time{}, fmt.Errorf("time %q is outside the years 0 to 9999 in UTC", s)
+	}
+	return t, nil
 }
 
 func formatStamp(t time.Time) string {

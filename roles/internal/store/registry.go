@@ -117,7 +117,7 @@ func (a *Agent) UnmarshalJSON(data []byte) error {
 		case fieldLastContact:
 			var s string
 			if err = json.Unmarshal(v, &s); err == nil && s != "" {
-				out.LastContact, err = time.Parse(time.RFC3339, s)
+				out.LastContact, err = parseStamp(s)
 			}
 		default:
 			p, known := strs[k]
