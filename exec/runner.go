@@ -54,10 +54,20 @@ type Request struct {
 
 	// OnOutput, if set, receives output as it is read, stream being
 	// "stdout" or "stderr", only bytes that are kept (never beyond
-	// OutputLimit). Calls never overlap. data must not be modified; it stays
-	// valid after the call. A slow callback slows the script down (its pipe
-	// fills), and Run does not return while a call is in progress.
+	// OutputLimit), at most ChunkSize bytes a call. Calls never overlap.
+	// data must not be modified; it stays valid after the call (with
+	// Chunked, until Result.Release). A slow callback slows the script down
+	// (its pipe fills), and Run does not return while a call is in
+	// progress.
 	OnOutput func(stream string, data []byte)
+
+	// Chunked leaves the kept output in the chunks it was read into:
+	// Result.StdoutChunks and StderrChunks hold it, and Result.Stdout and
+	// Stderr stay nil. Without it, each stream is copied into one slice at
+	// the end, which for a moment takes twice its size. A caller that sets
+	// Chunked calls Result.Release when done with the output, so that the
+	// next run reuses the chunks.
+	Chunked bool
 }
 
 // Result is what became of a run. See the package documentation for the
@@ -65,13 +75,26 @@ type Request struct {
 type Result struct {
 	Exit      int           // the script's exit code, or ExitFailed (126)
 	Signal    string        // "SIGKILL", "SIGSEGV", … when the script died of a signal
-	Stdout    []byte        // at most OutputLimit bytes; nil when nothing was kept
+	Stdout    []byte        // at most OutputLimit bytes; nil when nothing was kept, or with Request.Chunked
 	Stderr    []byte        // likewise
 	Truncated bool          // output beyond OutputLimit was discarded on either stream
 	TimedOut  bool          // killed because Timeout expired
 	Cancelled bool          // killed (or never started) because ctx was done
 	Duration  time.Duration // from start to the script's exit; 0 when it never started
 	Error     string        // "" when the script ran to its own end (whatever its code)
+
+	// With Request.Chunked, the kept output; nil when the script never
+	// started (Output's methods take nil as empty). Valid until Release.
+	StdoutChunks, StderrChunks *Output
+}
+
+// Release hands the chunks of StdoutChunks and StderrChunks (and of what
+// OnOutput was given) back for the next run; they must not be used after
+// it. It does nothing without Request.Chunked, and may be called more than
+// once.
+func (r *Result) Release() {
+	r.StdoutChunks.release()
+	r.StderrChunks.release()
 }
 
 // Runner runs scripts. The zero value is ready to use; a Runner is safe for
@@ -275,7 +298,18 @@ func (r *Runner) run(ctx context.Context, req Request, p prepared, log *zap.Logg
 	<-stdinDone
 	closeAll()
 
-	res.Stdout, res.Stderr = stdout.buf, stderr.buf
+	switch {
+	case req.Chunked:
+		res.StdoutChunks, res.StderrChunks = &stdout.out, &stderr.out
+	default:
+		res.Stdout, res.Stderr = stdout.out.Bytes(), stderr.out.Bytes()
+		if req.OnOutput == nil {
+			// Nothing else holds the chunks; with OnOutput the
+			// caller may, and they are left to the garbage collector.
+			stdout.out.release()
+			stderr.out.release()
+		}
+	}
 	res.Truncated = stdout.truncated || stderr.truncated
 	r.verdict(res, cmd, waitErr, req.Timeout)
 	return res
@@ -391,22 +425,46 @@ func (r *Runner) verdict(res *Result, cmd *osexec.Cmd, waitErr error, timeout ti
 
 // capture reads one output stream, keeping up to limit bytes and
 // discarding the rest so that the script never blocks on a full pipe.
+// Output is read straight into the free end of the kept chunks; once the
+// limit is reached, into one scratch chunk that is overwritten every time.
 type capture struct {
 	stream    string
 	f         *os.File
 	limit     int64
 	emit      func(stream string, data []byte)
 	log       *zap.Logger
-	buf       []byte
+	out       Output
 	truncated bool
 }
 
 func (c *capture) read() {
-	chunk := make([]byte, 32<<10)
+	var scratch *[ChunkSize]byte
+	defer func() {
+		if scratch != nil {
+			chunkPool.Put(scratch)
+		}
+	}()
 	for {
-		n, err := c.f.Read(chunk)
-		if n > 0 {
-			c.keep(chunk[:n])
+		room := c.limit - int64(c.out.n)
+		var buf []byte
+		switch {
+		case room > 0:
+			buf = c.out.free(int(min(room, ChunkSize)))
+		case scratch == nil:
+			scratch = chunkPool.Get().(*[ChunkSize]byte)
+			fallthrough
+		default:
+			buf = scratch[:]
+		}
+		n, err := c.f.Read(buf)
+		switch {
+		case n > 0 && room > 0:
+			kept := c.out.grow(n)
+			if c.emit != nil {
+				c.emit(c.stream, kept)
+			}
+		case n > 0:
+			c.truncated = true
 		}
 		if err != nil {
 			if !errors.Is(err, io.EOF) && !errors.Is(err, os.ErrDeadlineExceeded) {
@@ -414,38 +472,6 @@ func (c *capture) read() {
 			}
 			return
 		}
-	}
-}
-
-func (c *capture) keep(b []byte) {
-	room := c.limit - int64(len(c.buf))
-	if room <= 0 {
-		c.truncated = true
-		return
-	}
-	if int64(len(b)) > room {
-		b = b[:room]
-		c.truncated = true
-	}
-	start := len(c.buf)
-	if need := start + len(b); need > cap(c.buf) {
-		// Double, up to the limit. append alone grows a large slice by a
-		// quarter at a time: about five times the limit allocated in all
-		// on the way to a full buffer, whose capacity may overshoot the
-		// limit by a quarter.
-		n := max(2*cap(c.buf), need)
-		if int64(n) > c.limit {
-			n = int(c.limit) // need <= c.limit: b was cut to the room left
-		}
-		grown := make([]byte, start, n)
-		copy(grown, c.buf)
-		c.buf = grown
-	}
-	c.buf = append(c.buf, b...)
-	if c.emit != nil {
-		// The full slice expression keeps a later append from writing into
-		// what the callback holds; bytes already kept never change.
-		c.emit(c.stream, c.buf[start:len(c.buf):len(c.buf)])
 	}
 }
 

@@ -31,7 +31,7 @@ const (
 	DefaultMaxIdlePerHost  = 2
 	DefaultMaxIdle         = 1024
 	DefaultIdleTimeout     = 30 * time.Second
-	DefaultMaxResponseSize = 65 << 20 // two 16 MiB streams, JSON escaping and base64 fit in most cases
+	DefaultMaxResponseSize = 65 << 20 // covers the largest /run answer at the default output_limit, 2 × 4/3 × 16 MiB = 42.7 MiB (output.go), with a third to spare
 	DefaultUserAgent       = "dispatcher"
 
 	sessionCacheSize = 16384 // TLS sessions kept, one per agent host name

@@ -58,13 +58,25 @@
 //
 // # Output encoding
 //
-// Script output is bytes; JSON strings are text. When a stream is valid
-// UTF-8, stdout and stderr hold it as it is. When it is not, they hold it
-// with each invalid byte replaced by U+FFFD (what a Perl dispatcher can
-// show) and stdout_b64 / stderr_b64 hold the exact bytes in standard
-// base64. [RunResponse.SetOutput] writes both forms, [RunResponse.Output]
-// returns the exact bytes; stream events do the same with data and
-// data_b64 ([NewStreamEvent], [StreamEvent.Bytes]).
+// Script output is bytes; JSON strings are text. A stream that is valid
+// UTF-8 is in stdout / stderr as it is, provided it is small (at most
+// [SmallOutput], 64 KiB) or its JSON escaping is no longer than base64
+// would be. Otherwise stdout_b64 / stderr_b64 hold the exact bytes in
+// standard base64, and the text field holds the stream with each invalid
+// byte replaced by U+FFFD (what a Perl dispatcher can show) when it is
+// small, and is empty when it is not. So no stream takes more than about
+// 4/3 of its size in an answer, however many control bytes it holds
+// (JSON escapes a NUL byte as six characters). [RunResponse.SetOutput]
+// writes the fields, [RunResponse.Output] returns the exact bytes; stream
+// events do the same with data and data_b64 ([NewStreamEvent],
+// [StreamEvent.Bytes]).
+//
+// An agent does not build its answer in memory: [WriteRunAnswer] computes
+// the exact length of the JSON first (Content-Length), then encodes it
+// straight from the output as the runner kept it ([RunAnswer]: raw bytes
+// in pieces) through a small buffer; [StreamWriter.Output] and
+// [StreamWriter.FinalAnswer] do the same for a stream. The bytes are
+// those of [WriteJSON] with SetOutput.
 //
 // # Streaming
 //
@@ -94,5 +106,5 @@
 // when case is ignored ({"SCRIPT":…}, which encoding/json alone would
 // accept) and a key given twice are refused, so that every reader of a
 // body sees the same request. [WriteJSON] and [WriteError] write answers
-// with a Content-Length.
+// with a Content-Length, [WriteRunAnswer] a /run answer.
 package wire

@@ -90,6 +90,28 @@ func TestDecodeRequest(t *testing.T) {
 		{name: "blank", body: " \n", status: 400, msg: "empty request body"},
 		{name: "truncated", body: `{"script":`, status: 400, msg: "invalid json at byte 10: unexpected end of JSON input"},
 		{name: "too large", body: `{"script":"` + strings.Repeat("x", MaxBodySize) + `"}`, status: 413, msg: "request body too large"},
+		// encoding/json alone matches keys ignoring case and keeps the
+		// last of repeated keys: each of these would run another script
+		// than a case-sensitive reader (a Perl agent, a log) sees.
+		{name: "upper-case key", body: `{"SCRIPT":"touch"}`, status: 400,
+			msg: `field "SCRIPT" is not "script": field names are case-sensitive`},
+		{name: "case variant after the field", body: `{"script":"hello","Script":"evil"}`, status: 400,
+			msg: `field "Script" is not "script": field names are case-sensitive`},
+		{name: "case variant before the field", body: `{"Script":"evil","script":"hello"}`, status: 400,
+			msg: `field "Script" is not "script": field names are case-sensitive`},
+		{name: "unicode folding", body: `{"\u017fcript":"touch"}`, status: 400,
+			msg: `field "ſcript" is not "script": field names are case-sensitive`},
+		{name: "kelvin sign", body: `{"script":"deploy","to\u212aen":"t"}`, status: 400,
+			msg: "field \"to\u212aen\" is not \"token\": field names are case-sensitive"},
+		{name: "duplicate key", body: `{"script":"hello","script":"evil"}`, status: 400, msg: `duplicate field "script"`},
+		{name: "duplicate key escaped", body: `{"script":"hello","scr\u0069pt":"evil"}`, status: 400, msg: `duplicate field "script"`},
+		{name: "duplicate unknown key", body: `{"script":"deploy","x":1,"x":2}`, status: 400, msg: `duplicate field "x"`},
+		{name: "anything goes below an unknown key", body: `{"script":"deploy","future":{"SCRIPT":1,"a":1,"a":[{"b":2,"b":3}]}}`,
+			want: RunRequest{Script: "deploy"}},
+		{name: "deep nesting", body: `{"script":"deploy","args":` + strings.Repeat("[", 100_000) + strings.Repeat("]", 100_000) + `}`, status: 400,
+			msg: "invalid json at byte 10026: nested more than 10000 levels deep"},
+		{name: "deep nesting below an unknown key", body: `{"script":"deploy","x":` + strings.Repeat("[", 100_000) + strings.Repeat("]", 100_000) + `}`, status: 400,
+			msg: "invalid json at byte 10023: nested more than 10000 levels deep"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := httptest.NewRequest(http.MethodPost, "/run", strings.NewReader(tc.body))
@@ -115,31 +137,128 @@ func TestDecodeRequest(t *testing.T) {
 	}
 }
 
+// Field names are exact at every depth the target type describes.
+func TestDecodeRequestStrictKeysNested(t *testing.T) {
+	type item struct {
+		Name string `json:"name"`
+	}
+	type embedded struct {
+		Extra string `json:"extra"`
+	}
+	type body struct {
+		Items []item          `json:"items"`
+		M     map[string]item `json:"m"`
+		P     *item           `json:"p"`
+		embedded
+		Skip  string `json:"-"`
+		Plain string
+	}
+	for _, tc := range []struct {
+		name, body, msg string
+	}{
+		{"ok", `{"items":[{"name":"a"}],"m":{"K":{"name":"b"}},"p":{"name":"c"},"extra":"d","Plain":"e","Skip":"f"}`, ""},
+		{"in a slice", `{"items":[{"name":"a"},{"NAME":"b"}]}`, `field "items[1].NAME" is not "items[1].name": field names are case-sensitive`},
+		{"in a map value", `{"m":{"k":{"Name":"x"}}}`, `field "m.k.Name" is not "m.k.name": field names are case-sensitive`},
+		{"map keys are free but unique", `{"m":{"k":{},"k":{}}}`, `duplicate field "m.k"`},
+		{"through a pointer", `{"p":{"nAme":"x"}}`, `field "p.nAme" is not "p.name": field names are case-sensitive`},
+		{"embedded", `{"EXTRA":"x"}`, `field "EXTRA" is not "extra": field names are case-sensitive`},
+		{"untagged", `{"plain":"x"}`, `field "plain" is not "Plain": field names are case-sensitive`},
+		{"null where an object may be", `{"p":null,"items":null,"m":null}`, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := httptest.NewRequest(http.MethodPost, "/x", strings.NewReader(tc.body))
+			var got body
+			err := DecodeRequest(r, &got)
+			msg := ""
+			if err != nil {
+				msg = err.Error()
+			}
+			if msg != tc.msg {
+				t.Errorf("error %q, want %q", msg, tc.msg)
+			}
+		})
+	}
+}
+
+// FuzzDecodeRequest decodes arbitrary bodies into every request type of
+// the agent, as they arrive, and through a http.MaxBytesReader one byte
+// short of the body and one exactly its size (what LimitRequests and the
+// pairing listener put in front). A refusal is a *RequestError with a
+// message: 413 exactly when the body is over the limit, 400 otherwise. An
+// accepted body is one JSON object, and whether a body is accepted depends
+// on the type decoded into only through "wrong type for field" refusals and
+// keys that differ from one of the type's field names only in case.
 func FuzzDecodeRequest(f *testing.F) {
 	for _, s := range []string{
 		`{"script":"deploy","args":["a"],"reqid":"r","timeout":3}`,
 		`{"script":"deploy"} trailing`,
 		`[]`, `null`, ``, `{"args":[1]}`, `{"timeout":1e400}`, `{"a":` + strings.Repeat("[", 20000),
 		"{\"script\":\"\xff\\u0000\"}",
+		`{"SCRIPT":"x"}`, `{"script":"a","script":"b"}`, `{"args":[],"x":{"y":1,"y":2}}`,
 	} {
 		f.Add([]byte(s))
 	}
-	f.Fuzz(func(t *testing.T, body []byte) {
+	typeDependent := func(err error) bool {
+		return strings.HasPrefix(err.Error(), "wrong type for field ") || strings.HasSuffix(err.Error(), ": field names are case-sensitive")
+	}
+	types := []func() any{
+		func() any { return new(RunRequest) }, func() any { return new(PingRequest) },
+		func() any { return new(RenewRequest) }, func() any { return new(RenewCompleteRequest) },
+		func() any { return new(RevocationsRequest) }, func() any { return new(DispatcherSerialRequest) },
+		func() any { return new(PairRequest) },
+	}
+	decode := func(body []byte, limit int64, v any) error {
 		r := httptest.NewRequest(http.MethodPost, "/run", bytes.NewReader(body))
-		var req RunRequest
-		err := DecodeRequest(r, &req)
-		if err == nil {
+		if limit >= 0 {
+			r.Body = http.MaxBytesReader(httptest.NewRecorder(), r.Body, limit)
+		}
+		return DecodeRequest(r, v)
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		var first error
+		for i, newV := range types {
+			err := decode(body, -1, newV())
+			if err != nil {
+				var re *RequestError
+				if !errors.As(err, &re) {
+					t.Fatalf("error %v (%T), want *RequestError", err, err)
+				}
+				want := http.StatusBadRequest
+				if len(body) > MaxBodySize {
+					want = http.StatusRequestEntityTooLarge
+				}
+				if re.Status != want {
+					t.Fatalf("status %d for %d bytes, want %d", re.Status, len(body), want)
+				}
+				if re.Msg == "" {
+					t.Fatal("empty message")
+				}
+			} else {
+				if trimmed := bytes.TrimLeft(body, " \t\r\n"); len(trimmed) == 0 || trimmed[0] != '{' || !json.Valid(body) {
+					t.Fatalf("accepted %q, which is not one json object", body)
+				}
+			}
+			if i == 0 {
+				first = err
+				continue
+			}
+			if (err == nil) != (first == nil) || err != nil && err.Error() != first.Error() {
+				for _, e := range []error{err, first} {
+					if e != nil && !typeDependent(e) {
+						t.Fatalf("type %d: %v; type 0: %v", i, err, first)
+					}
+				}
+			}
+		}
+		if len(body) == 0 || len(body) > MaxBodySize {
 			return
 		}
 		var re *RequestError
-		if !errors.As(err, &re) {
-			t.Fatalf("error %v (%T), want *RequestError", err, err)
+		if err := decode(body, int64(len(body))-1, new(RunRequest)); !errors.As(err, &re) || re.Status != http.StatusRequestEntityTooLarge {
+			t.Fatalf("%d bytes through a limit of %d: %v, want 413", len(body), len(body)-1, err)
 		}
-		if re.Status != http.StatusBadRequest && re.Status != http.StatusRequestEntityTooLarge {
-			t.Fatalf("status %d", re.Status)
-		}
-		if re.Msg == "" {
-			t.Fatal("empty message")
+		if err := decode(body, int64(len(body)), new(RunRequest)); fmt.Sprint(err) != fmt.Sprint(first) {
+			t.Fatalf("%d bytes through a limit of as many: %v; without a limit: %v", len(body), err, first)
 		}
 	})
 }

@@ -78,20 +78,25 @@ func parseStreamLine(line []byte, onEvent func(StreamEvent)) (*RunResponse, erro
 
 // StreamWriter writes a streamed run (the answer to a /run request for
 // which WantsStream is true): Content-Type application/x-ndjson, then one
-// JSON object per line, each flushed at once: an Event per chunk of output
-// and one Final. The status (200) is sent with the first line. Event and
-// Final are safe for concurrent use.
+// JSON object per line, each flushed at once: an event per chunk of output
+// and one final result. The status (200) is sent with the first line.
+// Every method is safe for concurrent use. Output and FinalAnswer encode
+// straight from the raw output through one small buffer: neither an event
+// nor the result (which repeats the whole output) is ever held whole in
+// memory, as it is with Event and Final.
 type StreamWriter struct {
 	mu      sync.Mutex
 	w       http.ResponseWriter
 	rc      *http.ResponseController
-	buf     bytes.Buffer
+	bw      *bufio.Writer
+	esc     *textEncoder
 	started bool
 	done    bool
 	err     error
 }
 
-// ErrStreamDone is returned by Event and Final after Final.
+// ErrStreamDone is returned by Event, Output, Final and FinalAnswer after
+// Final or FinalAnswer.
 var ErrStreamDone = errors.New("stream already finished")
 
 // NewStreamWriter prepares w for a streamed answer.
@@ -102,12 +107,48 @@ func NewStreamWriter(w http.ResponseWriter) *StreamWriter {
 
 // Event writes a chunk of output. After a write error (the dispatcher went
 // away) every call returns that error.
-func (s *StreamWriter) Event(e StreamEvent) error { return s.write(e, false) }
+func (s *StreamWriter) Event(e StreamEvent) error {
+	return s.write(false, func(w io.Writer) error { return encodeLine(w, e) })
+}
+
+// Output writes a chunk of output given as raw bytes: the same line as
+// Event(NewStreamEvent(stream, data)), encoded straight from data.
+func (s *StreamWriter) Output(stream string, data []byte) error {
+	return s.write(false, func(w io.Writer) error { return planEvent(stream, data, s.encoder()).writeTo(w) })
+}
 
 // Final writes the result and ends the stream.
-func (s *StreamWriter) Final(r RunResponse) error { return s.write(r, true) }
+func (s *StreamWriter) Final(r RunResponse) error {
+	return s.write(true, func(w io.Writer) error { return encodeLine(w, r) })
+}
 
-func (s *StreamWriter) write(v any, final bool) error {
+// FinalAnswer writes the result with the output of a, encoded straight
+// from its pieces (the same line as Final of a.Response with the output
+// set), and ends the stream.
+func (s *StreamWriter) FinalAnswer(a *RunAnswer) error {
+	return s.write(true, func(w io.Writer) error { return planRun(a, s.encoder()).writeTo(w) })
+}
+
+// encoder returns the text encoder of Output and FinalAnswer, made on
+// first use. s.mu is held.
+func (s *StreamWriter) encoder() *textEncoder {
+	if s.esc == nil {
+		s.esc = newTextEncoder()
+	}
+	return s.esc
+}
+
+func encodeLine(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil { // Encode ends the line with '\n'
+		return fmt.Errorf("encode stream line: %w", err)
+	}
+	return nil
+}
+
+// write writes one line with encode, then flushes it to the dispatcher.
+func (s *StreamWriter) write(final bool, encode func(io.Writer) error) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.done {
@@ -116,11 +157,8 @@ func (s *StreamWriter) write(v any, final bool) error {
 	if s.err != nil {
 		return s.err
 	}
-	s.buf.Reset()
-	enc := json.NewEncoder(&s.buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil { // Encode ends the line with '\n'
-		return fmt.Errorf("encode stream line: %w", err)
+	if s.bw == nil {
+		s.bw = bufio.NewWriterSize(s.w, answerBuffer)
 	}
 	if final {
 		s.done = true
@@ -129,7 +167,11 @@ func (s *StreamWriter) write(v any, final bool) error {
 		s.started = true
 		s.w.WriteHeader(http.StatusOK)
 	}
-	if _, err := s.w.Write(s.buf.Bytes()); err != nil {
+	err := encode(s.bw)
+	if err == nil {
+		err = s.bw.Flush()
+	}
+	if err != nil {
 		s.err = fmt.Errorf("write stream: %w", err)
 		return s.err
 	}

@@ -1,10 +1,5 @@
 package wire
 
-import (
-	"encoding/base64"
-	"unicode/utf8"
-)
-
 // Limits of the operational protocol (WIRE.md). Perl agents read at most 32
 // headers and the body by Content-Length; a Go agent refuses more.
 const (
@@ -56,10 +51,12 @@ type RunRequest struct {
 // RunResponse answers POST /run, and is the final line of a streamed run.
 // A refused run is still a 200 with Exit -1 and Error set.
 //
-// Stdout and Stderr are JSON strings. When the script wrote bytes that are
-// not valid UTF-8, the string holds them with U+FFFD replacements (what a
-// Perl dispatcher can show) and StdoutB64/StderrB64 hold the exact bytes in
-// standard base64; use Output to get them back.
+// Stdout and Stderr are JSON strings. Output that is not valid UTF-8, or
+// whose JSON escaping would make it longer than base64 (control bytes), is
+// in StdoutB64/StderrB64, exactly, in standard base64; the text then holds
+// it with U+FFFD for invalid bytes when the stream is small (SmallOutput,
+// what a Perl dispatcher can show), and is empty otherwise (the policy is
+// in output.go). Use Output to get the exact bytes back.
 type RunResponse struct {
 	Script     string `json:"script"`
 	Exit       int    `json:"exit"`
@@ -74,7 +71,9 @@ type RunResponse struct {
 	Error      string `json:"error,omitempty"`
 }
 
-// SetOutput stores a stream's bytes losslessly (see RunResponse).
+// SetOutput stores the streams' bytes losslessly (see RunResponse). An
+// agent writes its answer with WriteRunAnswer or StreamWriter.FinalAnswer
+// instead, which encode the same JSON without these copies.
 func (r *RunResponse) SetOutput(stdout, stderr []byte) {
 	r.Stdout, r.StdoutB64 = encodeOutput(stdout)
 	r.Stderr, r.StderrB64 = encodeOutput(stderr)
@@ -85,25 +84,10 @@ func (r *RunResponse) Output() (stdout, stderr []byte) {
 	return decodeOutput(r.Stdout, r.StdoutB64), decodeOutput(r.Stderr, r.StderrB64)
 }
 
-func encodeOutput(b []byte) (text, b64 string) {
-	if utf8.Valid(b) {
-		return string(b), ""
-	}
-	return string([]rune(string(b))), base64.StdEncoding.EncodeToString(b)
-}
-
-func decodeOutput(text, b64 string) []byte {
-	if b64 != "" {
-		if b, err := base64.StdEncoding.DecodeString(b64); err == nil {
-			return b
-		}
-	}
-	return []byte(text)
-}
-
 // StreamEvent is one line of a streamed run (Accept: application/x-ndjson):
 // a chunk of output. Data holds text; DataB64 the exact bytes when the
-// chunk is not valid UTF-8. The stream ends with one RunResponse line.
+// chunk is not valid UTF-8 (or is larger than SmallOutput and cheaper in
+// base64), as for RunResponse. The stream ends with one RunResponse line.
 type StreamEvent struct {
 	Stream  string `json:"stream"` // "stdout" or "stderr"
 	Data    string `json:"data"`

@@ -259,24 +259,36 @@ func (s *Server) handleRun(w http.ResponseWriter, r *http.Request) {
 		Timeout:     effectiveTimeout(req.Timeout, entry.Timeout, snap.cfg.DefaultTimeout.Duration),
 		OutputLimit: int64(snap.cfg.OutputLimit),
 		ScriptDirs:  snap.allow.ScriptDirs(),
+		// The output stays in the runner's chunks and the answer is
+		// encoded straight from them: a run that prints output_limit on
+		// both streams costs the agent 2 × output_limit and a few
+		// buffers, not copies of it (docs/DEVELOPER.md, "Run output on
+		// the wire").
+		Chunked: true,
 	}
 	var stream *wire.StreamWriter
 	if wire.WantsStream(r) {
 		stream = wire.NewStreamWriter(w)
-		xr.OnOutput = func(name string, data []byte) { _ = stream.Event(wire.NewStreamEvent(name, data)) }
+		xr.OnOutput = func(name string, data []byte) { _ = stream.Output(name, data) }
 	}
 	res := s.runner.Run(r.Context(), xr)
-	resp := wire.RunResponse{Script: req.Script, Exit: res.Exit, ReqID: req.ReqID, Truncated: res.Truncated,
-		Signal: res.Signal, DurationMS: res.Duration.Milliseconds(), Error: res.Error}
-	resp.SetOutput(res.Stdout, res.Stderr)
+	defer res.Release()
+	answer := &wire.RunAnswer{
+		Response: wire.RunResponse{Script: req.Script, Exit: res.Exit, ReqID: req.ReqID, Truncated: res.Truncated,
+			Signal: res.Signal, DurationMS: res.Duration.Milliseconds(), Error: res.Error},
+		Stdout: res.StdoutChunks.Chunks(),
+		Stderr: res.StderrChunks.Chunks(),
+	}
 	logging.Event(s.log, logging.ActionRun, zap.String("reqid", req.ReqID), zap.String("script", req.Script), zap.String("peer", peer),
 		zap.String("username", req.Username), zap.Int("exit", res.Exit), zap.String("signal", res.Signal),
-		zap.Int64("duration_ms", resp.DurationMS), zap.Bool("truncated", res.Truncated), zap.String("error", res.Error))
+		zap.Int64("duration_ms", answer.Response.DurationMS), zap.Bool("truncated", res.Truncated), zap.String("error", res.Error))
+	write := func() error { return wire.WriteRunAnswer(w, answer) }
 	if stream != nil {
-		_ = stream.Final(resp)
-		return
+		write = func() error { return stream.FinalAnswer(answer) }
 	}
-	wire.WriteJSON(w, http.StatusOK, resp)
+	if err := write(); err != nil {
+		s.log.Debug("answering a run", zap.String("reqid", req.ReqID), zap.Error(err))
+	}
 }
 
 // authorize asks the agent's auth hook, when agent.conf names one; without
