@@ -76,8 +76,9 @@ exit $((out * 10 + err))`)
 					t.Errorf("bytes passed to OnOutput (-want +got):\n%s", diff)
 				}
 			}
-			// What is kept (2 MiB) and the buffers it grew through (by
-			// doubling: as much again), not the 2 GiB that went through.
+			// What is kept (2 MiB, in pooled chunks, plus the one exact
+			// copy a Result without Chunked holds), not the 2 GiB that
+			// went through.
 			if n > 3*2*limit {
 				t.Errorf("Run allocated %.1f MiB for 2 GiB of output with a 1 MiB limit per stream, want at most 6 MiB", float64(n)/(1<<20))
 			}

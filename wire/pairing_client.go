@@ -404,8 +404,14 @@ func (c *PairingClient) statusError(method, path string, status int, body []byte
 		e = c.errorf(KindHTTP, nil, "the dispatcher refused the pairing request: %s (the host name is already paired: "+
 			"the operator must approve with --replace or unpair it first)", text)
 	case status == http.StatusTooManyRequests:
-		e = c.errorf(KindHTTP, nil, "the dispatcher refused the pairing request: %s (its pairing queue is full: "+
-			"try again once pending requests are approved or denied)", text)
+		e = c.errorf(KindHTTP, nil, "the dispatcher refused the pairing request: %s (its pairing queue is full, or it is "+
+			"busy with other requests: try again shortly, or once pending requests are approved or denied)", text)
+	case status == http.StatusRequestEntityTooLarge, status == http.StatusRequestHeaderFieldsTooLarge:
+		e = c.errorf(KindHTTP, nil, "the dispatcher refused the pairing request as too large: %s (the certificate request "+
+			"may be at most 64 KiB; is something between here and the dispatcher adding to it?)", text)
+	case status == http.StatusRequestTimeout:
+		e = c.errorf(KindHTTP, nil, "the dispatcher gave up waiting for the pairing request: %s (the network is too slow "+
+			"or something between here and the dispatcher holds the data back)", text)
 	case status == http.StatusServiceUnavailable:
 		e = c.errorf(KindHTTP, nil, "the dispatcher refused the pairing request: %s (it is not in pairing mode: "+
 			"run `dispatcher pairing-mode` on it first)", text)
