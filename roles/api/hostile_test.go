@@ -375,7 +375,7 @@ func TestSlowloris(t *testing.T) {
 		}
 	}
 	ln := h.srv.listener.Load()
-	waitFor(t, func() bool { return ln.conns.Load() >= n }, "the server to hold every slow connection")
+	waitFor(t, func() bool { return ln.Open() >= n }, "the server to hold every slow connection")
 	if r := h.c.do("GET", "/health", nil); r.status != http.StatusOK || string(r.body) != "{\"status\":\"ok\"}\n" {
 		t.Errorf("/health beside %d slow clients: %d %s", n, r.status, r.body)
 	}
@@ -513,7 +513,7 @@ func TestConnectionCap(t *testing.T) {
 		}
 	}
 	ln := h.srv.listener.Load()
-	if open, peak := ln.conns.Load(), ln.peak.Load(); open != 2 || peak != 2 {
+	if open, peak := ln.Open(), ln.Peak(); open != 2 || peak != 2 {
 		t.Errorf("with a cap of 2: %d connections open, %d at most; want 2 and 2", open, peak)
 	}
 	// One closes: the third is accepted and answered.
@@ -521,7 +521,7 @@ func TestConnectionCap(t *testing.T) {
 	if resp := <-third; resp == nil || resp.StatusCode != http.StatusOK {
 		t.Errorf("third connection after the first closed: %+v", resp)
 	}
-	if peak := ln.peak.Load(); peak != 2 {
+	if peak := ln.Peak(); peak != 2 {
 		t.Errorf("%d connections were open at once with a cap of 2", peak)
 	}
 }

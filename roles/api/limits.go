@@ -4,12 +4,9 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"reflect"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 )
 
@@ -46,78 +43,6 @@ const (
 	// over its bound: they last longer than a request.
 	busyRetryAfter = 5
 )
-
-// limitListener is a net.Listener with at most cap(slots) connections
-// open at once: Accept takes a slot before it accepts, and a connection
-// gives its slot back when it is closed. Over the bound Accept waits, so
-// the connections beyond wait in the kernel's backlog (and are refused by
-// the kernel once that is full) rather than being accepted and dropped.
-type limitListener struct {
-	net.Listener
-	slots     chan struct{}
-	done      chan struct{}
-	closeOnce sync.Once
-	// Connections accepted and not closed, and the most there were at
-	// once: what the bound is about, counted apart from the slots.
-	conns, peak atomic.Int64
-}
-
-func newLimitListener(ln net.Listener, max int) *limitListener {
-	return &limitListener{Listener: ln, slots: make(chan struct{}, max), done: make(chan struct{})}
-}
-
-// Accept waits for a free slot, then for a connection.
-func (l *limitListener) Accept() (net.Conn, error) {
-	select {
-	case l.slots <- struct{}{}:
-	case <-l.done:
-		return nil, net.ErrClosed
-	}
-	c, err := l.Listener.Accept()
-	if err != nil {
-		<-l.slots
-		return nil, err
-	}
-	n := l.conns.Add(1)
-	for p := l.peak.Load(); n > p && !l.peak.CompareAndSwap(p, n); p = l.peak.Load() {
-	}
-	return &limitConn{Conn: c, release: func() {
-		l.conns.Add(-1)
-		<-l.slots
-	}}, nil
-}
-
-// Close closes the listener and ends an Accept waiting for a slot.
-func (l *limitListener) Close() error {
-	l.closeOnce.Do(func() { close(l.done) })
-	return l.Listener.Close()
-}
-
-// limitConn gives its slot back once, when it is first closed.
-type limitConn struct {
-	net.Conn
-	once    sync.Once
-	release func()
-}
-
-func (c *limitConn) Close() error {
-	err := c.Conn.Close()
-	c.once.Do(c.release)
-	return err
-}
-
-// headerLines counts a request's header lines: every value of every
-// header, and Host, which net/http moves out of r.Header.
-func headerLines(r *http.Request) int {
-	n := 0
-	if r.Host != "" {
-		n++
-	}
-	for _, vs := range r.Header {
-		n += len(vs)
-	}
-	return n
-}
 
 // hasBody reports whether a request comes with a body to read: a
 // Content-Length over 0, or chunked (-1).

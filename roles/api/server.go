@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -18,6 +17,7 @@ import (
 	"github.com/dispatcher-dev/dispatcher/hook"
 	"github.com/dispatcher-dev/dispatcher/roles/internal/cmdutil"
 	"github.com/dispatcher-dev/dispatcher/roles/internal/control"
+	"github.com/dispatcher-dev/dispatcher/roles/internal/httplimit"
 	"github.com/dispatcher-dev/dispatcher/roles/internal/logging"
 	"github.com/dispatcher-dev/dispatcher/roles/internal/store"
 )
@@ -85,7 +85,7 @@ type Server struct {
 	pollEvery, keepAliveEvery, cancelWait, purgeEvery time.Duration
 	readHeaderTimeout, bodyTimeout, writeTimeout      time.Duration
 	// listener is the bounded listener Serve answers on, for tests.
-	listener atomic.Pointer[limitListener]
+	listener atomic.Pointer[httplimit.Listener]
 }
 
 // route is one endpoint.
@@ -215,12 +215,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		s.finish(rec, r, st, name, start)
 	}()
-	if n := headerLines(r); n > maxHeaderLines {
+	if n := httplimit.HeaderLines(r); n > maxHeaderLines {
 		rec.Header().Set("Connection", "close")
 		fail(rec, r, errorf(http.StatusRequestHeaderFieldsTooLarge, "too many header lines: %d; the limit is %d", n, maxHeaderLines))
 		return
 	}
-	if !cleanPath(r.URL.Path) {
+	if !httplimit.CleanPath(r.URL.Path) /* already unescaped: %2e%2e is ".." here */ {
 		fail(rec, r, errorf(http.StatusBadRequest, "bad request path %q: no empty, . or .. segments", r.URL.Path))
 		return
 	}
@@ -264,22 +264,6 @@ func actionOf(route string) string {
 		return actionMetrics
 	}
 	return actionAPI
-}
-
-// cleanPath refuses empty, "." and ".." segments (the path is already
-// unescaped: %2e%2e is ".." here), so that no reqid can climb out of the
-// runs directory and no redirect is answered.
-func cleanPath(p string) bool {
-	if !strings.HasPrefix(p, "/") {
-		return false
-	}
-	segs := strings.Split(p[1:], "/")
-	for i, seg := range segs {
-		if seg == "." || seg == ".." || seg == "" && i != len(segs)-1 {
-			return false
-		}
-	}
-	return true
 }
 
 // finish logs the request and counts it. The token is never logged.
@@ -380,7 +364,7 @@ func (s *Server) runFinished(lr *control.LiveRun) {
 // idleTimeout. There is no ReadTimeout or WriteTimeout, which would cut
 // sync runs and event streams: ServeHTTP sets per-request deadlines.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
-	bounded := newLimitListener(ln, s.o.MaxConns)
+	bounded := httplimit.NewListener(ln, s.o.MaxConns)
 	s.listener.Store(bounded)
 	ln = bounded
 	srv := &http.Server{

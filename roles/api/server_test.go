@@ -16,6 +16,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/dispatcher-dev/dispatcher/roles/internal/httplimit"
 	"github.com/dispatcher-dev/dispatcher/roles/internal/store"
 )
 
@@ -313,8 +314,8 @@ func TestCleanPath(t *testing.T) {
 		"/": true, "/run": true, "/status/abc": true, "/runs/abc/events": true, "/x/": true,
 		"/status/../etc/passwd": false, "/status/./x": false, "//run": false, "/a//b": false, "/..": false, "": false,
 	} {
-		if got := cleanPath(p); got != want {
-			t.Errorf("cleanPath(%q) = %v, want %v", p, got, want)
+		if got := httplimit.CleanPath(p); got != want {
+			t.Errorf("CleanPath(%q) = %v, want %v", p, got, want)
 		}
 	}
 }

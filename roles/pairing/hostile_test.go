@@ -387,11 +387,11 @@ func TestSlowloris(t *testing.T) {
 		t.Fatalf("slow client: %v", err)
 	}
 	ln := h.srv.listener.Load()
-	waitFor500 := func() bool { return ln.conns.Load() >= n }
+	waitFor500 := func() bool { return ln.Open() >= n }
 	for deadline := time.Now().Add(10 * time.Second); !waitFor500() && time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
 	}
 	if !waitFor500() {
-		t.Fatalf("the listener holds %d connections, want the %d slow ones", ln.conns.Load(), n)
+		t.Fatalf("the listener holds %d connections, want the %d slow ones", ln.Open(), n)
 	}
 	h.stillWorks(t, fmt.Sprintf("%d slow clients", n))
 	h.queued(t)
@@ -547,14 +547,14 @@ func TestConnectionCap(t *testing.T) {
 		}
 	}
 	ln := h.srv.listener.Load()
-	if open, peak := ln.conns.Load(), ln.peak.Load(); open != 2 || peak != 2 {
+	if open, peak := ln.Open(), ln.Peak(); open != 2 || peak != 2 {
 		t.Errorf("with a cap of 2: %d connections open, %d at most; want 2 and 2", open, peak)
 	}
 	conns[0].Close()
 	if err := <-third; err != nil {
 		t.Errorf("third connection after the first closed: %v", err)
 	}
-	if peak := ln.peak.Load(); peak != 2 {
+	if peak := ln.Peak(); peak != 2 {
 		t.Errorf("%d connections were open at once with a cap of 2", peak)
 	}
 }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/dispatcher-dev/dispatcher/pki"
 	"github.com/dispatcher-dev/dispatcher/roles/internal/control"
+	"github.com/dispatcher-dev/dispatcher/roles/internal/httplimit"
 	"github.com/dispatcher-dev/dispatcher/roles/internal/logging"
 	"github.com/dispatcher-dev/dispatcher/roles/internal/store"
 	"github.com/dispatcher-dev/dispatcher/wire"
@@ -65,7 +66,7 @@ type server struct {
 	// Timeouts of the http.Server, shortened by tests.
 	readHeaderTimeout, readTimeout time.Duration
 	// listener is the bounded listener serve answers on, for tests.
-	listener atomic.Pointer[limitListener]
+	listener atomic.Pointer[httplimit.Listener]
 }
 
 func newServer(p *control.Pairing, cert tls.Certificate, log *zap.Logger) *server {
@@ -258,7 +259,7 @@ func (s *server) serve(ctx context.Context, ln net.Listener) error {
 	}
 	logging.Event(s.log, logging.ActionStart, zap.String("addr", ln.Addr().String()), zap.String("role", "pairing"))
 	errc := make(chan error, 1)
-	bounded := newLimitListener(ln, s.maxConns)
+	bounded := httplimit.NewListener(ln, s.maxConns)
 	s.listener.Store(bounded)
 	go func() { errc <- srv.Serve(tls.NewListener(bounded, cfg)) }()
 	sweep := time.NewTicker(s.sweepEvery)
