@@ -25,6 +25,10 @@ func layer(rel string) string {
 		return "internal"
 	case rel == "pki", rel == "pki/pkitest", rel == "wire", rel == "exec", rel == "hook":
 		return "core"
+	case rel == "packaging":
+		return "assets" // embedded files only: units, scripts, examples
+	case strings.HasPrefix(rel, "packaging/"):
+		return "tool" // build tools (go run ./packaging/…), never in the binary
 	}
 	return "" // unknown: the test says where to declare it
 }
@@ -161,16 +165,23 @@ func internalRule(from, to string, test bool) string {
 			return ""
 		}
 	case "role":
-		if tl == "internal" || tl == "core" {
+		if tl == "internal" || tl == "core" || tl == "assets" {
 			return ""
 		}
 		if tl == "role" {
 			return "role packages never import each other; move shared code to roles/internal/"
 		}
 	case "internal":
-		if tl == "internal" || tl == "core" {
+		if tl == "internal" || tl == "core" || tl == "assets" {
 			return ""
 		}
+	case "assets":
+		return "packaging holds embedded files and imports nothing of the module"
+	case "tool":
+		if tl == "assets" || (test && tl != "") {
+			return ""
+		}
+		return "build tools under packaging/ may import only packaging"
 	case "core":
 		if test && to == "pki/pkitest" {
 			return ""
