@@ -26,7 +26,7 @@ func Commands() []*cli.Command {
 		listRequestsCommand(), approveCommand(), denyCommand(), listAgentsCommand(), unpairCommand(),
 		runCommand(), pingCommand(), discoverCommand(), statusCommand(), listLocksCommand(),
 		renewCommand(), rotateCertCommand(), revokeCommand(), serialStatusCommand(),
-		demoCommand(),
+		demoCommand(), installCommand(),
 	}
 	for _, c := range cmds {
 		c.Flags = append(c.Flags, globalFlags()...)
