@@ -11,6 +11,7 @@ import (
 	"github.com/dispatcher-dev/dispatcher/roles/agent"
 	"github.com/dispatcher-dev/dispatcher/roles/api"
 	"github.com/dispatcher-dev/dispatcher/roles/dispatcher"
+	"github.com/dispatcher-dev/dispatcher/roles/internal/clidoc"
 	"github.com/dispatcher-dev/dispatcher/roles/internal/cmdutil"
 	"github.com/dispatcher-dev/dispatcher/roles/pairing"
 )
@@ -133,6 +134,7 @@ func NewApp(role string, stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 		app.Commands = append(dispatcher.Commands(), delegations(stdin, stdout, stderr)...)
 	}
 	app.Commands = append(app.Commands, versionCommand(name))
+	app.Commands = append(app.Commands, clidoc.Commands(func(*cli.App) clidoc.ManOptions { return manOptions(role) })...)
 	for _, c := range app.Commands {
 		setUsageErrors(c, name)
 	}
@@ -202,5 +204,69 @@ func setUsageErrors(c *cli.Command, name string) {
 	}
 	for _, sub := range c.Subcommands {
 		setUsageErrors(sub, name)
+	}
+}
+
+// manPages holds what each role's man page says beyond its commands and
+// flags.
+var manPages = map[string]struct {
+	description string
+	files       []clidoc.ManFile
+}{
+	Dispatcher: {
+		description: "The control-host command line of dispatcher: it runs scripts named in each agent's allowlist " +
+			"on agent hosts over HTTPS with mutual TLS (agents listen on port 7443), pairs new agents, and renews, " +
+			"rotates and revokes certificates issued by the private CA it sets up.\n\n" +
+			"The same binary is every role: started as dispatcher-agent, dispatcher-api or dispatcher-pairing " +
+			"(or given the role as first command) it is that role. Set-up is dispatcher setup-ca, then " +
+			"dispatcher setup-dispatcher, then dispatcher pairing-mode while agents request pairing.",
+		files: []clidoc.ManFile{
+			{Path: dispatcher.DefaultConfig, Text: "configuration (--config, $DISPATCHER_CONFIG)"},
+			{Path: "/etc/dispatcher/ca.key", Text: "the CA private key (0600); ca.crt beside it is the CA certificate"},
+			{Path: "/etc/dispatcher/dispatcher.key", Text: "the dispatcher's key (0600); dispatcher.crt beside it is its certificate"},
+			{Path: "/var/lib/dispatcher", Text: "state: agent registry, pairing queue, runs, locks (state_dir)"},
+		},
+	},
+	Agent: {
+		description: "The agent daemon of dispatcher: it listens on port 7443 for the dispatcher, identified by " +
+			"mutual TLS, and runs only the scripts named in its allowlist, with the arguments it was sent. " +
+			"request-pairing enrols it with a dispatcher once; serve runs it.",
+		files: []clidoc.ManFile{
+			{Path: "/etc/dispatcher-agent/agent.conf", Text: "configuration (--config)"},
+			{Path: "/etc/dispatcher-agent/scripts.conf", Text: "the allowlist of scripts (--allowlist)"},
+			{Path: "/etc/dispatcher-agent/agent.key", Text: "the agent's key (0640); agent.crt and ca.crt beside it come from pairing"},
+		},
+	},
+	API: {
+		description: "The HTTP API of dispatcher (port 7445, 127.0.0.1 by default): runs, pings, discovery, " +
+			"status and live output for pipelines, authorised by the auth hook. Started without a command it serves.",
+		files: []clidoc.ManFile{
+			{Path: dispatcher.DefaultConfig, Text: "configuration (--config)"},
+		},
+	},
+	Pairing: {
+		description: "The pairing listener of dispatcher (port 7444): agents send their certificate requests to it, " +
+			"and the operator approves each after comparing its 6-digit code. Started without a command it serves, " +
+			"as dispatcher pairing-mode does.",
+		files: []clidoc.ManFile{
+			{Path: dispatcher.DefaultConfig, Text: "configuration (--config)"},
+		},
+	},
+}
+
+// manOptions are the parts of role's man page that are not in its app.
+func manOptions(role string) clidoc.ManOptions {
+	page := manPages[role]
+	var see []string
+	for _, r := range []string{Dispatcher, Agent, API, Pairing} {
+		if r != role {
+			see = append(see, programName[r]+"(1)")
+		}
+	}
+	return clidoc.ManOptions{
+		Source:      "dispatcher " + cmdutil.Build().Version,
+		Description: page.description,
+		Files:       page.files,
+		SeeAlso:     see,
 	}
 }
