@@ -127,9 +127,15 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx, cancel := context.WithCancel(r.Context())
-	defer cancel()
 	out := newSSE(w)
-	go out.keepAlive(ctx, s.keepAliveEvery)
+	// The keep-alive writes to w: it must be over before the handler
+	// returns and net/http finishes the response.
+	var keep sync.WaitGroup
+	keep.Go(func() { out.keepAlive(ctx, s.keepAliveEvery) })
+	defer func() {
+		cancel()
+		keep.Wait()
+	}()
 	if live == nil {
 		stop := context.AfterFunc(s.draining, cancel)
 		defer stop()
