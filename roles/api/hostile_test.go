@@ -20,6 +20,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/dispatcher-dev/dispatcher/roles/internal/httplimit/httplimittest"
 	"github.com/dispatcher-dev/dispatcher/roles/internal/store"
 )
 
@@ -71,17 +72,9 @@ func (h *hostile) raw(t *testing.T, req []byte) rawAnswer {
 	return rawExchange(conn, func(w io.Writer) { _, _ = w.Write(req) })
 }
 
-// rawExchange writes with write in the background and reads one answer
-// from conn, giving up after 20 s.
+// rawExchange is httplimittest.Exchange as a rawAnswer.
 func rawExchange(conn net.Conn, write func(io.Writer)) rawAnswer {
-	_ = conn.SetDeadline(time.Now().Add(20 * time.Second))
-	go write(conn)
-	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
-	if err != nil {
-		return rawAnswer{err: err}
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
+	resp, body, err := httplimittest.Exchange(conn, write)
 	return rawAnswer{resp: resp, body: body, err: err}
 }
 
@@ -152,7 +145,7 @@ func TestHostileHeaders(t *testing.T) {
 	switch {
 	case a.resp != nil && a.resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge:
 		t.Errorf("10,000 headers, 200 KB: %d %s; want 431", a.resp.StatusCode, a.body)
-	case a.resp == nil && !isClosed(a.err):
+	case a.resp == nil && !httplimittest.IsClosed(a.err):
 		t.Errorf("10,000 headers, 200 KB: %v; want 431 or the connection closed", a.err)
 	}
 	h.stillWorks(t, "10,000 headers of 200 KB")
@@ -172,12 +165,6 @@ func TestHostileHeaders(t *testing.T) {
 	if a := h.raw(t, ok.Bytes()); a.resp == nil || a.resp.StatusCode != http.StatusOK {
 		t.Errorf("100 header lines: %+v", a)
 	}
-}
-
-// isClosed reports whether err is the server closing a connection.
-func isClosed(err error) bool {
-	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) ||
-		strings.Contains(fmt.Sprint(err), "connection reset")
 }
 
 func TestHostileBodies(t *testing.T) {
@@ -202,13 +189,7 @@ func TestHostileBodies(t *testing.T) {
 	}
 	a = rawExchange(conn, func(w io.Writer) {
 		_, _ = io.WriteString(w, "POST /run HTTP/1.1\r\nHost: api\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")
-		chunk := fmt.Appendf(nil, "%x\r\n%s\r\n", 64<<10, bytes.Repeat([]byte("x"), 64<<10))
-		for range 160 {
-			if _, err := w.Write(chunk); err != nil {
-				return
-			}
-		}
-		_, _ = io.WriteString(w, "0\r\n\r\n")
+		httplimittest.WriteChunked(w, 160)
 	})
 	conn.Close()
 	wantError(t, "10 MB chunked body", a, http.StatusRequestEntityTooLarge, "request body too large")
@@ -407,7 +388,7 @@ func TestDeadlines(t *testing.T) {
 	}
 	for i, c := range slow {
 		_ = c.SetReadDeadline(time.Now().Add(20 * time.Second))
-		if n, err := c.Read(make([]byte, 1)); n != 0 || !isClosed(err) {
+		if n, err := c.Read(make([]byte, 1)); n != 0 || !httplimittest.IsClosed(err) {
 			t.Errorf("slow headers %d: read %d bytes, %v; want the connection closed", i, n, err)
 		}
 	}

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dispatcher-dev/dispatcher/roles/internal/httplimit/httplimittest"
 	"github.com/dispatcher-dev/dispatcher/wire"
 )
 
@@ -60,17 +61,9 @@ type rawAnswer struct {
 	err  error
 }
 
-// rawExchange writes with write in the background and reads one answer
-// from conn, giving up after 20 s.
+// rawExchange is httplimittest.Exchange as a rawAnswer.
 func rawExchange(conn net.Conn, write func(io.Writer)) rawAnswer {
-	_ = conn.SetDeadline(time.Now().Add(20 * time.Second))
-	go write(conn)
-	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
-	if err != nil {
-		return rawAnswer{err: err}
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
+	resp, body, err := httplimittest.Exchange(conn, write)
 	return rawAnswer{resp: resp, body: body, err: err}
 }
 
@@ -101,12 +94,6 @@ func wantReason(t *testing.T, name string, a rawAnswer, status int, reason strin
 	if err := json.Unmarshal(a.body, &pr); err != nil || pr.Status != wire.PairError || !strings.Contains(pr.Reason, reason) {
 		t.Errorf("%s: body %s; want an error with %q", name, a.body, reason)
 	}
-}
-
-// isClosed reports whether err is the server closing a connection.
-func isClosed(err error) bool {
-	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) ||
-		strings.Contains(fmt.Sprint(err), "connection reset")
 }
 
 // stillWorks asks to pair a new host, as request-pairing does, and polls
@@ -187,7 +174,7 @@ func TestHostileHeaders(t *testing.T) {
 	switch {
 	case a.resp != nil && a.resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge:
 		t.Errorf("10,000 headers: %d %s; want 431", a.resp.StatusCode, a.body)
-	case a.resp == nil && !isClosed(a.err):
+	case a.resp == nil && !httplimittest.IsClosed(a.err):
 		t.Errorf("10,000 headers: %v; want 431 or the connection closed", a.err)
 	}
 	h.stillWorks(t, "10,000 headers")
@@ -214,13 +201,7 @@ func TestHostileBodies(t *testing.T) {
 	c := h.dial(t)
 	a = rawExchange(c, func(w io.Writer) {
 		_, _ = io.WriteString(w, "POST /pair HTTP/1.1\r\nHost: dispatcher\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")
-		chunk := fmt.Appendf(nil, "%x\r\n%s\r\n", 64<<10, bytes.Repeat([]byte("x"), 64<<10))
-		for range 160 {
-			if _, err := w.Write(chunk); err != nil {
-				return
-			}
-		}
-		_, _ = io.WriteString(w, "0\r\n\r\n")
+		httplimittest.WriteChunked(w, 160)
 	})
 	c.Close()
 	wantReason(t, "10 MB chunked body", a, http.StatusRequestEntityTooLarge, "request too large")
