@@ -51,9 +51,9 @@ func Flags() []cli.Flag {
 
 // Serve runs the API: the role's default action and serve.
 func Serve(c *cli.Context) error {
-	port := c.Int("port")
-	if port < 0 || port > 65535 {
-		return cmdutil.Usagef("--port %d: want 1-65535", port)
+	port, err := cmdutil.PortFlag(c)
+	if err != nil {
+		return err
 	}
 	cfg, log, closeLog, err := load(c)
 	if err != nil {

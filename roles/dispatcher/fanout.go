@@ -208,10 +208,11 @@ func parseTimeout(s string) (d time.Duration, err error) {
 // the fan-out engine and calls f with it and the --port and --parallel
 // values.
 func withEngine(c *cli.Context, f func(eng *control.Engine, port, parallel int) error) error {
-	port, parallel := c.Int("port"), c.Int("parallel")
-	if port < 0 || port > 65535 {
-		return cmdutil.Usagef("--port %d: want 1-65535", port)
+	port, err := cmdutil.PortFlag(c)
+	if err != nil {
+		return err
 	}
+	parallel := c.Int("parallel")
 	if parallel < 0 {
 		return cmdutil.Usagef("--parallel %d: want at least 1", parallel)
 	}

@@ -40,3 +40,13 @@ func LoadDispatcherConfig(c *cli.Context, tag string) (*config.Dispatcher, *zap.
 	}
 	return cfg, log, closeLog, nil
 }
+
+// PortFlag returns the value of the --port flag: 0 when not given (the
+// configuration's port applies), a usage error when outside 1-65535.
+func PortFlag(c *cli.Context) (int, error) {
+	port := c.Int("port")
+	if port < 0 || port > 65535 {
+		return 0, Usagef("--port %d: want 1-65535", port)
+	}
+	return port, nil
+}
