@@ -29,6 +29,8 @@ func layer(rel string) string {
 		return "assets" // embedded files only: units, scripts, examples
 	case strings.HasPrefix(rel, "packaging/"):
 		return "tool" // build tools (go run ./packaging/…), never in the binary
+	case rel == "bench" || strings.HasPrefix(rel, "bench/"):
+		return "bench" // the fleet benchmark (make bench), never in the binary
 	}
 	return "" // unknown: the test says where to declare it
 }
@@ -177,6 +179,11 @@ func internalRule(from, to string, test bool) string {
 		}
 	case "assets":
 		return "packaging holds embedded files and imports nothing of the module"
+	case "bench":
+		if tl == "bench" || tl == "role" || tl == "core" || test {
+			return ""
+		}
+		return "the fleet benchmark runs roles (the agent server) and core packages; the rest it drives through the binary"
 	case "tool":
 		if tl == "assets" || (test && tl != "") {
 			return ""

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"io"
 	"os"
 	"os/signal"
 	"syscall"
@@ -20,23 +21,11 @@ func serveCommand() *cli.Command {
 			"them without dropping the listening socket or runs in flight; SIGTERM stops accepting\n" +
 			"and lets runs in flight finish (up to 60 s).",
 		Action: func(c *cli.Context) error {
-			p := pathsOf(c)
-			boot, closeBoot, err := logging.New(logging.Options{Output: logging.OutputStderr, Tag: "dispatcher-agent", Stderr: c.App.ErrWriter})
-			if err != nil {
-				return err
-			}
-			srv, err := newServer(p, boot)
-			closeBoot()
-			if err != nil {
-				return err
-			}
-			cfg := srv.snap.Load().cfg
-			log, closeLog, err := logging.New(logging.Options{Output: cfg.Log, Format: cfg.LogFormat, Tag: "dispatcher-agent", Stderr: c.App.ErrWriter})
+			srv, closeLog, err := open(pathsOf(c), c.App.ErrWriter)
 			if err != nil {
 				return err
 			}
 			defer closeLog()
-			srv.setLogger(log)
 
 			hup := make(chan os.Signal, 1)
 			signal.Notify(hup, syscall.SIGHUP)
@@ -53,4 +42,35 @@ func serveCommand() *cli.Command {
 			return srv.Serve(c.Context, ln)
 		},
 	}
+}
+
+// Open loads an agent daemon from the agent.conf and scripts.conf at
+// configPath and allowlistPath (both must exist) as "serve" does, with the
+// logger agent.conf asks for; "stderr" means the writer given. The caller
+// serves it with Listen (or its own listener) and Serve, and calls the
+// returned function once Serve has returned, to close the log.
+//
+// It is what the fleet simulator (bench/fleetsim) runs thousands of in one
+// process.
+func Open(configPath, allowlistPath string, stderr io.Writer) (*Server, func(), error) {
+	return open(paths{config: configPath, allowlist: allowlistPath, configSet: true, allowlistSet: true}, stderr)
+}
+
+func open(p paths, stderr io.Writer) (*Server, func(), error) {
+	boot, closeBoot, err := logging.New(logging.Options{Output: logging.OutputStderr, Tag: "dispatcher-agent", Stderr: stderr})
+	if err != nil {
+		return nil, nil, err
+	}
+	srv, err := newServer(p, boot)
+	closeBoot()
+	if err != nil {
+		return nil, nil, err
+	}
+	cfg := srv.snap.Load().cfg
+	log, closeLog, err := logging.New(logging.Options{Output: cfg.Log, Format: cfg.LogFormat, Tag: "dispatcher-agent", Stderr: stderr})
+	if err != nil {
+		return nil, nil, err
+	}
+	srv.setLogger(log)
+	return srv, func() { _ = closeLog() }, nil
 }

@@ -77,6 +77,7 @@ func Serve(c *cli.Context) error {
 		ReadTimeout:    cfg.ReadTimeout.Duration,
 		Parallel:       cfg.Parallel,
 		MaxHosts:       cfg.MaxHosts,
+		PreferRegistry: cfg.Resolve == config.ResolveRegistry,
 		RunRetention:   cfg.RunRetention.Duration,
 		Registry:       o.store,
 		Runs:           o.store,

@@ -231,6 +231,7 @@ func withEngine(c *cli.Context, f func(eng *control.Engine, port, parallel int) 
 		ReadTimeout:    e.cfg.ReadTimeout.Duration,
 		Parallel:       e.cfg.Parallel,
 		MaxHosts:       e.cfg.MaxHosts,
+		PreferRegistry: e.cfg.Resolve == config.ResolveRegistry,
 		RunRetention:   e.cfg.RunRetention.Duration,
 		Registry:       st,
 		Runs:           st,

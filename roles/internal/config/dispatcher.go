@@ -47,6 +47,11 @@ type Dispatcher struct {
 	MaxHosts     int      `toml:"max_hosts"`     // 10000
 	Parallel     int      `toml:"parallel"`      // 256
 	RunRetention Duration `toml:"run_retention"` // 24h
+	// Resolve says how an agent's address is found: "dns" dials the name
+	// when it resolves, else the registry's ip; "registry" dials the
+	// registry's ip when there is one and looks names up only for hosts
+	// without one.
+	Resolve string `toml:"resolve"` // "dns"
 
 	// Certificate lifecycle: after rotate-cert, agents not yet told the new
 	// serial are pending for CertOverlapDays, then stale; the API sweeps
@@ -86,6 +91,7 @@ func DefaultDispatcher() *Dispatcher {
 		RenewInterval:   seconds(6 * 3600),
 		StateDir:        DefaultStateDir,
 		MaxHosts:        10000,
+		Resolve:         ResolveDNS,
 		Parallel:        256,
 		RunRetention:    seconds(24 * 3600),
 		PairingPort:     7444,
@@ -123,6 +129,7 @@ func (c *Dispatcher) setters() map[string]setter {
 		"store":             setString(&c.Store),
 		"max_hosts":         setInt(&c.MaxHosts),
 		"parallel":          setInt(&c.Parallel),
+		"resolve":           setString(&c.Resolve),
 		"run_retention":     setDuration(&c.RunRetention),
 		"pairing_port":      setInt(&c.PairingPort),
 		"pairing_max_queue": setInt(&c.PairingMaxQueue),
@@ -186,6 +193,7 @@ func (c *Dispatcher) Validate() error {
 		c.checkStore(),
 		checkMin("max_hosts", c.MaxHosts, 1),
 		checkMin("parallel", c.Parallel, 1),
+		c.checkResolve(),
 		checkPositive("run_retention", c.RunRetention),
 		checkPort("pairing_port", c.PairingPort),
 		checkMin("pairing_max_queue", c.PairingMaxQueue, 1),
@@ -212,6 +220,19 @@ func (c *Dispatcher) checkAPITLS() error {
 func (c *Dispatcher) checkAuthDefault() error {
 	if c.APIAuthDefault != "deny" && c.APIAuthDefault != "allow" {
 		return errorf("api_auth_default", `must be "deny" or "allow", got %s`, quote(c.APIAuthDefault))
+	}
+	return nil
+}
+
+// The values of resolve.
+const (
+	ResolveDNS      = "dns"
+	ResolveRegistry = "registry"
+)
+
+func (c *Dispatcher) checkResolve() error {
+	if c.Resolve != ResolveDNS && c.Resolve != ResolveRegistry {
+		return errorf("resolve", `must be %q or %q, got %s`, ResolveDNS, ResolveRegistry, quote(c.Resolve))
 	}
 	return nil
 }

@@ -32,6 +32,7 @@ func TestDispatcherDefaults(t *testing.T) {
 		StateDir:        "/var/lib/dispatcher",
 		MaxHosts:        10000,
 		Parallel:        256,
+		Resolve:         "dns",
 		RunRetention:    Duration{24 * time.Hour},
 		PairingPort:     7444,
 		PairingMaxQueue: 10,
@@ -82,6 +83,7 @@ store = "postgres://dispatcher@db/dispatcher"
 max_hosts = 20000
 parallel = 64
 run_retention = "48h"
+resolve = "registry"
 pairing_port = 8444
 pairing_max_queue = 5
 pairing_timeout = 300
@@ -113,6 +115,7 @@ store = postgres://dispatcher@db/dispatcher
 max_hosts = 20000
 parallel = 64
 run_retention = 48h
+resolve = registry
 pairing_port = 8444
 pairing_max_queue = 5
 pairing_timeout = 300
@@ -143,6 +146,7 @@ log = /var/log/dispatcher.log
 		MaxHosts:          20000,
 		Parallel:          64,
 		RunRetention:      Duration{48 * time.Hour},
+		Resolve:           "registry",
 		PairingPort:       8444,
 		PairingMaxQueue:   5,
 		PairingTimeout:    Duration{300 * time.Second},
@@ -216,6 +220,8 @@ func TestDispatcherErrors(t *testing.T) {
 			`FILE:1: key "log": must be "syslog", "stderr" or an absolute file path, got "sylog"`},
 		{"relative log file", "log = \"logs/d.log\"\n",
 			`FILE:1: key "log": must be "syslog", "stderr" or an absolute file path, got "logs/d.log"`},
+		{"resolve", "resolve = \"hosts\"\n",
+			`FILE:1: key "resolve": must be "dns" or "registry", got "hosts"`},
 		{"auth default", "api_auth_default = \"maybe\"\n",
 			`FILE:1: key "api_auth_default": must be "deny" or "allow", got "maybe"`},
 		{"bad duration", "hook_timeout = \"soon\"\n",

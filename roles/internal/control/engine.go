@@ -57,8 +57,12 @@ type Options struct {
 	// resolver, bounded by ConnectTimeout). A name that does not resolve is
 	// dialled at the registry's ip.
 	Resolve func(ctx context.Context, name string) error
-	Now     func() time.Time
-	Log     *zap.Logger
+	// PreferRegistry dials a registered agent at the registry's ip without
+	// a lookup (resolve = "registry"); names are looked up only for hosts
+	// the registry has no address for.
+	PreferRegistry bool
+	Now            func() time.Time
+	Log            *zap.Logger
 }
 
 // AuthRequest is what a call asks for, as the auth hook will see it.

@@ -83,7 +83,8 @@ type dialPlan struct {
 
 // plan looks host up in the registry and DNS. The port is the first of:
 // the one in the host argument, the --port option, the registry's, 7443.
-// The address is the name when it resolves, else the registry's ip.
+// The address is the name when it resolves, else the registry's ip; with
+// PreferRegistry, the registry's ip when it has one.
 func (e *Engine) plan(ctx context.Context, t Target, flagPort int) (dialPlan, error) {
 	a, err := e.o.Registry.GetAgent(t.Name)
 	registered := err == nil
@@ -104,7 +105,9 @@ func (e *Engine) plan(ctx context.Context, t Target, flagPort int) (dialPlan, er
 		}
 	}
 	host := t.Name
-	if rerr := e.resolve(ctx, t.Name); rerr != nil {
+	if e.o.PreferRegistry && registered && a.IP != "" {
+		host = a.IP
+	} else if rerr := e.resolve(ctx, t.Name); rerr != nil {
 		if !registered || a.IP == "" {
 			return dialPlan{}, fmt.Errorf("connect: cannot resolve %s and the registry has no address for it; pair the agent or give a name that resolves", t.Name)
 		}
