@@ -16,5 +16,6 @@ func main() { os.Exit(run()) }
 func run() int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	defer stopProfile()
 	return roles.Main(ctx, os.Args, os.Stdin, os.Stdout, os.Stderr)
 }

@@ -216,10 +216,23 @@ func (e *Engine) prepare(ctx context.Context, t Target, flagPort int) (dialPlan,
 	return p, nil
 }
 
-// touch records a successful contact in the registry, for registered
-// agents only, and at most once a minute per agent.
+// contactRecorder is a registry that keeps contact times apart from the
+// records (store.Files.RecordContact), so noting one costs no rewrite.
+type contactRecorder interface {
+	RecordContact(host string, at time.Time) error
+}
+
+// touch records a successful contact, for registered agents only: through
+// RecordContact when the registry has it, else in the record itself, at
+// most once a minute per agent.
 func (e *Engine) touch(p dialPlan) {
 	if !p.registered {
+		return
+	}
+	if cr, ok := e.o.Registry.(contactRecorder); ok {
+		if err := cr.RecordContact(p.target.Host, e.o.Now().UTC()); err != nil {
+			e.log.Debug("record last contact", zap.String("host", p.target.Host), zap.Error(err))
+		}
 		return
 	}
 	a, err := e.o.Registry.GetAgent(p.target.Host)

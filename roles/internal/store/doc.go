@@ -9,6 +9,8 @@
 // state_dir, compatible with the Perl dispatcher.
 //
 //	agents/HOST.json    registry record, 0640 (see [Agent])
+//	contact/HOST        empty file, 0640; its modification time is the last
+//	                    successful contact with HOST (see [Files.RecordContact])
 //	pairing/REQID.json  pairing request and, once decided, its answer, 0640 (see [PairRequest])
 //	pairing/queue.lock  flock(2) lock guarding every change of the queue
 //	revoked-serials     revoked agent serials, one per line, 0640 (see [Files.RevokeSerial])
@@ -24,7 +26,7 @@
 //
 // Directories are created 0750 on first write. Every file is replaced
 // atomically (temporary file, fsync, rename), so a reader never sees half a
-// record. Names that reach the file system are validated first: host names
+// record; contact/HOST has no content to tear and is not synced. Names that reach the file system are validated first: host names
 // with pki.ValidHostname, request ids with [ValidReqID], so no argument can
 // name a path outside state_dir.
 //

@@ -191,7 +191,11 @@ func (f *Files) GetAgent(host string) (Agent, error) {
 	if err != nil {
 		return Agent{}, err
 	}
-	return readAgent(path, host)
+	a, err := readAgent(path, host)
+	if err != nil {
+		return a, err
+	}
+	return f.withContact(a), nil
 }
 
 func readAgent(path, host string) (Agent, error) {
@@ -227,7 +231,7 @@ func (f *Files) ListAgents() ([]Agent, error) {
 		if err != nil {
 			return nil, err
 		}
-		agents = append(agents, a)
+		agents = append(agents, f.withContact(a))
 	}
 	sort.SliceStable(agents, func(i, j int) bool { return agents[i].Hostname < agents[j].Hostname })
 	return agents, nil
@@ -257,6 +261,9 @@ func (f *Files) DeleteAgent(host string) error {
 		return fmt.Errorf("agent %s is not registered: %w", host, ErrNotFound)
 	} else if err != nil {
 		return fmt.Errorf("remove registry record %s: %w", path, err)
+	}
+	if c, err := f.contactPath(host); err == nil {
+		_ = os.Remove(c) // a new record of that name starts without it
 	}
 	return nil
 }
