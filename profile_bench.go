@@ -4,28 +4,38 @@ package main
 
 import (
 	"os"
+	"runtime"
 	"runtime/pprof"
 )
 
 // A binary built with -tags benchprofile (make bench builds one for the
 // rows that miss their target) writes a CPU profile of the whole process to
-// $DISPATCHER_CPUPROFILE when that is set. The shipped binary has no such
+// $DISPATCHER_CPUPROFILE and a heap profile at exit to
+// $DISPATCHER_MEMPROFILE, when they are set. The shipped binary has no such
 // code.
 func init() {
-	path := os.Getenv("DISPATCHER_CPUPROFILE")
-	if path == "" {
-		return
+	var stops []func()
+	if path := os.Getenv("DISPATCHER_CPUPROFILE"); path != "" {
+		if f, err := os.Create(path); err == nil {
+			if err := pprof.StartCPUProfile(f); err != nil {
+				f.Close()
+			} else {
+				stops = append(stops, func() { pprof.StopCPUProfile(); f.Close() })
+			}
+		}
 	}
-	f, err := os.Create(path)
-	if err != nil {
-		return
-	}
-	if err := pprof.StartCPUProfile(f); err != nil {
-		f.Close()
-		return
+	if path := os.Getenv("DISPATCHER_MEMPROFILE"); path != "" {
+		stops = append(stops, func() {
+			if f, err := os.Create(path); err == nil {
+				runtime.GC()
+				_ = pprof.Lookup("heap").WriteTo(f, 0)
+				f.Close()
+			}
+		})
 	}
 	stopProfile = func() {
-		pprof.StopCPUProfile()
-		f.Close()
+		for _, stop := range stops {
+			stop()
+		}
 	}
 }

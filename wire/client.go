@@ -25,10 +25,13 @@ import (
 
 // Client defaults (SPEC §2 for the timeouts).
 const (
-	DefaultPort            = 7443
-	DefaultConnectTimeout  = 10 * time.Second
-	DefaultReadTimeout     = 60 * time.Second
-	DefaultMaxIdlePerHost  = 2
+	DefaultPort           = 7443
+	DefaultConnectTimeout = 10 * time.Second
+	DefaultReadTimeout    = 60 * time.Second
+	// DefaultMaxIdlePerHost matches the agent's default max_concurrent:
+	// the API running that many scripts on one agent at once keeps every
+	// connection for the next run instead of a TLS handshake per run.
+	DefaultMaxIdlePerHost  = 64
 	DefaultMaxIdle         = 1024
 	DefaultIdleTimeout     = 30 * time.Second
 	DefaultMaxResponseSize = 65 << 20 // covers the largest /run answer at the default output_limit, 2 × 4/3 × 16 MiB = 42.7 MiB (output.go), with a third to spare
@@ -53,7 +56,7 @@ type ClientConfig struct {
 	// request is for, on every handshake including resumed ones. Nil means
 	// pki.VerifyAgent(chain, Roots, host, nil, time.Now()).
 	VerifyPeer      func(host string, chain []*x509.Certificate) error
-	MaxIdlePerHost  int           // idle connections kept per agent (default 2)
+	MaxIdlePerHost  int           // idle connections kept per agent (default 64)
 	MaxIdle         int           // idle connections kept in all (default 1024)
 	IdleTimeout     time.Duration // an idle connection is closed after this (default 30s)
 	MaxResponseSize int64         // largest answer (or stream line) accepted, bytes

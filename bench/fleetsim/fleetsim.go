@@ -32,6 +32,8 @@ type Options struct {
 	DispatcherLog string
 	// Dispatcher holds extra dispatcher.conf lines (TOML), appended.
 	Dispatcher string
+	// StateDir is dispatcher.conf's state_dir; "" = DIR/state.
+	StateDir string
 }
 
 // Fleet is a running fleet.
@@ -39,6 +41,7 @@ type Fleet struct {
 	Dir            string
 	DispatcherConf string   // DIR/etc/dispatcher.conf
 	Scripts        string   // DIR/scripts.conf, the allowlist every agent uses
+	StateDir       string   // the dispatcher's state_dir: Options.StateDir or DIR/state
 	Hosts          []string // the agents' names, in order
 
 	ca     *pki.CA
@@ -123,9 +126,13 @@ func setup(o Options) (*Fleet, error) {
 	if err != nil {
 		return nil, err
 	}
-	f := &Fleet{Dir: dir, DispatcherConf: filepath.Join(dir, "etc", "dispatcher.conf"), Scripts: filepath.Join(dir, "scripts.conf")}
-	for _, d := range []string{"etc", "agents", "state/agents"} {
-		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
+	f := &Fleet{Dir: dir, DispatcherConf: filepath.Join(dir, "etc", "dispatcher.conf"), Scripts: filepath.Join(dir, "scripts.conf"),
+		StateDir: o.StateDir}
+	if f.StateDir == "" {
+		f.StateDir = filepath.Join(dir, "state")
+	}
+	for _, d := range []string{filepath.Join(dir, "etc"), filepath.Join(dir, "agents"), filepath.Join(f.StateDir, "agents")} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
 			return nil, fmt.Errorf("fleet: %w", err)
 		}
 	}
@@ -159,7 +166,7 @@ func setup(o Options) (*Fleet, error) {
 	// registered addresses without a DNS query per host per call.
 	conf := fmt.Sprintf("ca = %q\nca_key = %q\ncert = %q\nkey = %q\nstate_dir = %q\nlog = %q\nresolve = \"registry\"\n%s",
 		filepath.Join(etc, "ca.crt"), filepath.Join(etc, "ca.key"), filepath.Join(etc, "dispatcher.crt"),
-		filepath.Join(etc, "dispatcher.key"), filepath.Join(dir, "state"), logTo, o.Dispatcher)
+		filepath.Join(etc, "dispatcher.key"), f.StateDir, logTo, o.Dispatcher)
 	var scripts strings.Builder
 	fmt.Fprintf(&scripts, "%s = %q\n%s = %q\n", ScriptNoop, "/bin/true", ScriptEcho, "/bin/echo")
 	for i := 1; i <= NoopScripts; i++ {
@@ -264,7 +271,7 @@ func (f *Fleet) Provision(host string, port int) (Agent, error) {
 		{filepath.Join(a.Dir, "agent.key"), keyPEM, 0o600},
 		{filepath.Join(a.Dir, "agent.crt"), pki.CertPEM(cert), 0o644},
 		{a.Config, []byte(conf), 0o644},
-		{filepath.Join(f.Dir, "state", "agents", host+".json"), record, 0o644},
+		{filepath.Join(f.StateDir, "agents", host+".json"), record, 0o644},
 	} {
 		if err := os.WriteFile(w.name, w.data, w.mode); err != nil {
 			return a, fmt.Errorf("fleet: %w", err)

@@ -87,6 +87,8 @@ type Engine struct {
 	revoked atomic.Pointer[pki.SerialSet] // as last read from Options.Revocations
 	life    lifecycle                     // renewal and pushes (renew.go)
 	dns     resolveCache                  // name lookups shared by concurrent requests (targets.go)
+
+	lastPrune atomic.Int64 // Options.Now of the last prune of stored runs, unix ns (run.go)
 }
 
 // Defaults of Options.

@@ -217,12 +217,23 @@ func timeoutSeconds(d time.Duration) int {
 	return int(s)
 }
 
-// prune removes stored runs past RunRetention, when the store can.
+// pruneEvery is how often one Engine prunes stored runs at most.
+const pruneEvery = time.Minute
+
+// prune removes stored runs past RunRetention, when the store can, at
+// most once per pruneEvery.
 func (e *Engine) prune() {
 	p, ok := e.o.Runs.(interface {
 		PruneRuns(cutoff time.Time) (int, error)
 	})
 	if !ok || e.o.RunRetention < 0 {
+		return
+	}
+	// Pruning reads every stored run's time: once per pruneEvery is
+	// enough, so a busy API does not scan the runs after each of them.
+	// A CLI process, which runs once, always prunes.
+	now, last := e.o.Now().UnixNano(), e.lastPrune.Load()
+	if last != 0 && now-last < int64(pruneEvery) || !e.lastPrune.CompareAndSwap(last, now) {
 		return
 	}
 	if _, err := p.PruneRuns(e.o.Now().Add(-e.o.RunRetention)); err != nil {
