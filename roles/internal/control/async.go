@@ -147,6 +147,9 @@ func (t *Tracker) Start(ctx context.Context, req RunRequest) (*LiveRun, error) {
 // finalRecord is the run's record once it is over: as stored, or — when
 // storing failed — as it would have been.
 func (t *Tracker) finalRecord(lr *LiveRun) store.Run {
+	if lr.err == nil && lr.report != nil && lr.report.Stored.ReqID == lr.ReqID {
+		return lr.report.Stored // no need to read back what Run just wrote
+	}
 	if run, err := t.eng.o.Runs.GetRun(lr.ReqID); err == nil && run.Status != store.RunRunning {
 		return run
 	}

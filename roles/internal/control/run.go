@@ -49,6 +49,10 @@ type RunReport struct {
 	OK      bool           `json:"ok"`
 	ReqID   string         `json:"reqid"`
 	Results []store.Result `json:"results"`
+
+	// Stored is the final record as Run stored it; its zero value when
+	// storing failed.
+	Stored store.Run `json:"-"`
 }
 
 // ScriptNotPermitted is the error of a refused script, on the agent and
@@ -156,6 +160,7 @@ func (e *Engine) Run(ctx context.Context, req RunRequest) (*RunReport, error) {
 	if err := e.o.Runs.SaveRun(run); err != nil {
 		return report, fmt.Errorf("run %s finished but its results could not be stored: %w", reqid, err)
 	}
+	report.Stored = run
 	e.prune()
 	return report, nil
 }
