@@ -35,31 +35,18 @@ type agentResult struct {
 // its RSS after o.leakRuns runs, and the latency of run noop over one warm
 // connection beside the bare fork+exec of /bin/true.
 func benchAgent(ctx context.Context, o options, dir string) (*agentResult, error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, err
-	}
-	f, err := fleetsim.Start(ctx, fleetsim.Options{Dir: dir})
+	s, err := newSingle(ctx, dir, "bench-agent", fleetsim.Options{})
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
-	port, err := freePort()
-	if err != nil {
-		return nil, err
-	}
-	a, err := f.Provision("bench-agent", port)
-	if err != nil {
-		return nil, err
-	}
-	client, err := dispatcherClient(f)
+	defer s.fleet.Close()
+	client, err := dispatcherClient(s.fleet)
 	if err != nil {
 		return nil, err
 	}
 	defer client.Close()
-	target := wire.Target{Host: a.Host, Addr: a.Addr}
-	start := func(bin string, env []string) (*proc, error) {
-		return startProc(bin, filepath.Join(dir, "agent.log"), a.Addr, env, "agent", "serve", "--config", a.Config, "--allowlist", f.Scripts)
-	}
+	target := wire.Target{Host: s.agent.Host, Addr: s.agent.Addr}
+	start := s.start
 	p, err := start(o.bin, nil)
 	if err != nil {
 		return nil, err
@@ -131,6 +118,44 @@ func benchAgent(ctx context.Context, o options, dir string) (*agentResult, error
 
 func (a *agentResult) missesGrowth() bool {
 	return (a.after.total-a.idle.total)*kib > targetRSSGrowth
+}
+
+// single is the dispatcher's side of a fleet (fleetsim, no simulated
+// agents) and one agent provisioned in it, run as a process of the real
+// binary by start.
+type single struct {
+	fleet *fleetsim.Fleet
+	agent fleetsim.Agent
+	dir   string
+}
+
+// newSingle writes the fleet's files into dir and provisions host on a
+// free port. The caller closes s.fleet.
+func newSingle(ctx context.Context, dir, host string, fo fleetsim.Options) (*single, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	fo.Dir = dir
+	f, err := fleetsim.Start(ctx, fo)
+	if err != nil {
+		return nil, err
+	}
+	port, err := freePort()
+	if err == nil {
+		var a fleetsim.Agent
+		if a, err = f.Provision(host, port); err == nil {
+			return &single{fleet: f, agent: a, dir: dir}, nil
+		}
+	}
+	f.Close()
+	return nil, err
+}
+
+// start runs the agent as "BIN agent serve" with env added, its output
+// to DIR/agent.log, and returns once it listens.
+func (s *single) start(bin string, env []string) (*proc, error) {
+	return startProc(bin, filepath.Join(s.dir, "agent.log"), s.agent.Addr, env,
+		"agent", "serve", "--config", s.agent.Config, "--allowlist", s.fleet.Scripts)
 }
 
 // dispatcherClient is the dispatcher's own client (one connection pool, as

@@ -65,28 +65,18 @@ func benchAPI(ctx context.Context, o options, dir string) (*apiResult, error) {
 // benchAPIOn is one API measurement with the given state_dir ("" = on
 // disk in dir).
 func benchAPIOn(ctx context.Context, o options, dir, stateDir string) (*apiResult, error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, err
-	}
 	apiPort, err := freePort()
 	if err != nil {
 		return nil, err
 	}
-	f, err := fleetsim.Start(ctx, fleetsim.Options{Dir: dir, StateDir: stateDir,
+	s, err := newSingle(ctx, dir, "api-agent", fleetsim.Options{StateDir: stateDir,
 		Dispatcher: fmt.Sprintf("api_port = %d\napi_bind = \"127.0.0.1\"\napi_auth_default = \"allow\"\n", apiPort)})
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
-	port, err := freePort()
-	if err != nil {
-		return nil, err
-	}
-	a, err := f.Provision("api-agent", port)
-	if err != nil {
-		return nil, err
-	}
-	ag, err := startProc(o.bin, filepath.Join(dir, "agent.log"), a.Addr, nil, "agent", "serve", "--config", a.Config, "--allowlist", f.Scripts)
+	defer s.fleet.Close()
+	f, a := s.fleet, s.agent
+	ag, err := s.start(o.bin, nil)
 	if err != nil {
 		return nil, err
 	}
