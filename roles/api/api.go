@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"crypto/tls"
 	"fmt"
 	"net"
@@ -67,10 +68,11 @@ func Serve(c *cli.Context) error {
 	if c.IsSet("bind") {
 		bind = c.String("bind")
 	}
-	o, err := options(cfg, log)
+	o, err := options(c.Context, cfg, log)
 	if err != nil {
 		return err
 	}
+	defer o.store.Close()
 	eng, err := control.New(control.Options{
 		Identity:       o.identity,
 		ConnectTimeout: cfg.ConnectTimeout.Duration,
@@ -120,20 +122,17 @@ func Serve(c *cli.Context) error {
 type serveOptions struct {
 	Options
 	identity control.Identity
-	store    *store.Files
+	store    store.Store
 }
 
-func options(cfg *config.Dispatcher, log *zap.Logger) (serveOptions, error) {
-	st, err := store.Open(cfg.Store, cfg.StateDir)
-	if err != nil {
-		return serveOptions{}, err
-	}
+// options opens the store; the caller closes it (o.store) once options
+// returned without an error.
+func options(ctx context.Context, cfg *config.Dispatcher, log *zap.Logger) (serveOptions, error) {
 	id, err := control.LoadIdentity(cfg.Cert, cfg.Key, cfg.CA)
 	if err != nil {
 		return serveOptions{}, fmt.Errorf("%w: run 'dispatcher setup-ca' and 'dispatcher setup-dispatcher' first (or fix cert, key and ca in dispatcher.conf)", err)
 	}
-	o := serveOptions{identity: id, store: st}
-	o.Runs, o.Registry = o.store, o.store
+	o := serveOptions{identity: id}
 	o.AllowByDefault = cfg.APIAuthDefault == "allow"
 	if cfg.AuthHook != "" {
 		o.Hook = &hook.Runner{Path: cfg.AuthHook, Timeout: cfg.HookTimeout.Duration, Log: log.Named("hook")}
@@ -155,6 +154,11 @@ func options(cfg *config.Dispatcher, log *zap.Logger) (serveOptions, error) {
 		}
 		o.TLS = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
 	}
+	// Last: nothing after it can fail and leave the store open.
+	if o.store, err = cmdutil.OpenStore(ctx, cfg, log); err != nil {
+		return serveOptions{}, err
+	}
+	o.Runs, o.Registry = o.store, o.store
 	return o, nil
 }
 

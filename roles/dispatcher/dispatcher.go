@@ -26,7 +26,7 @@ func Commands() []*cli.Command {
 		listRequestsCommand(), approveCommand(), denyCommand(), listAgentsCommand(), unpairCommand(),
 		runCommand(), pingCommand(), discoverCommand(), statusCommand(), listLocksCommand(),
 		renewCommand(), rotateCertCommand(), revokeCommand(), serialStatusCommand(),
-		demoCommand(), installCommand(),
+		demoCommand(), installCommand(), storeCommand(),
 	}
 	for _, c := range cmds {
 		c.Flags = append(c.Flags, globalFlags()...)
@@ -67,18 +67,20 @@ func load(c *cli.Context) (*env, error) {
 	return &env{cfg: cfg, log: log, close: closeLog}, nil
 }
 
-// loadStore is load followed by openStore: what most commands start with.
-// On error nothing is left open.
-func loadStore(c *cli.Context) (*env, *store.Files, error) {
+// loadStore is load followed by opening the store: what most commands
+// start with. e.close closes both. On error nothing is left open.
+func loadStore(c *cli.Context) (*env, store.Store, error) {
 	e, err := load(c)
 	if err != nil {
 		return nil, nil, err
 	}
-	st, err := openStore(e.cfg)
+	st, err := cmdutil.OpenStore(c.Context, e.cfg, e.log)
 	if err != nil {
 		_ = e.close()
 		return nil, nil, err
 	}
+	closeLog := e.close
+	e.close = func() error { return errors.Join(st.Close(), closeLog()) }
 	return e, st, nil
 }
 

@@ -260,11 +260,6 @@ func authHook(cfg *config.Dispatcher, log *zap.Logger) func(context.Context, con
 	return control.HookAuthorizer(&hook.Runner{Path: cfg.AuthHook, Timeout: cfg.HookTimeout.Duration, Log: log}, "127.0.0.1", nil)
 }
 
-// openStore opens the state store of cfg.
-func openStore(cfg *config.Dispatcher) (*store.Files, error) {
-	return store.Open(cfg.Store, cfg.StateDir)
-}
-
 // newProgress returns the progress line for n hosts: only on a terminal
 // and never with --json.
 func newProgress(c *cli.Context, n int) *output.Progress {

@@ -10,6 +10,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/dispatcher-dev/dispatcher/pki"
+	"github.com/dispatcher-dev/dispatcher/roles/internal/cmdutil"
 	"github.com/dispatcher-dev/dispatcher/roles/internal/control"
 )
 
@@ -71,11 +72,13 @@ func setupDispatcherCommand() *cli.Command {
 				return explainExists(err, "the dispatcher identity", "agents pinned to its serial would refuse the new one")
 			}
 			if !c.Bool("yes") {
-				st, err := openStore(e.cfg)
+				st, err := cmdutil.OpenStore(c.Context, e.cfg, e.log)
 				if err != nil {
 					return err
 				}
-				if err := confirmWithAgents(c, st); err != nil {
+				err = confirmWithAgents(c, st)
+				_ = st.Close()
+				if err != nil {
 					return err
 				}
 			}

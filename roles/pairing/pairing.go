@@ -18,7 +18,6 @@ import (
 	"github.com/dispatcher-dev/dispatcher/roles/internal/config"
 	"github.com/dispatcher-dev/dispatcher/roles/internal/control"
 	"github.com/dispatcher-dev/dispatcher/roles/internal/output"
-	"github.com/dispatcher-dev/dispatcher/roles/internal/store"
 )
 
 // Usage is the one-line description shown in help.
@@ -69,14 +68,15 @@ func Serve(c *cli.Context) error {
 	if port == 0 {
 		port = cfg.PairingPort
 	}
-	st, err := store.Open(cfg.Store, cfg.StateDir)
-	if err != nil {
-		return err
-	}
 	cert, caFingerprint, err := servingCert(cfg)
 	if err != nil {
 		return err
 	}
+	st, err := cmdutil.OpenStore(c.Context, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
 	p, err := control.NewPairing(control.PairingOptions{
 		Queue: st, Registry: st, Revocations: st,
 		CA:       control.Pair{Cert: cfg.CA, Key: cfg.CAKey},

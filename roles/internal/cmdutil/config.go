@@ -1,15 +1,19 @@
 package cmdutil
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
+	"time"
 
 	"github.com/urfave/cli/v2"
 	"go.uber.org/zap"
 
 	"github.com/dispatcher-dev/dispatcher/roles/internal/config"
 	"github.com/dispatcher-dev/dispatcher/roles/internal/logging"
+	"github.com/dispatcher-dev/dispatcher/roles/internal/store"
+	"github.com/dispatcher-dev/dispatcher/roles/internal/store/backend"
 )
 
 // LoadDispatcherConfig reads the dispatcher.conf named by the --config flag
@@ -39,6 +43,19 @@ func LoadDispatcherConfig(c *cli.Context, tag string) (*config.Dispatcher, *zap.
 		return nil, nil, nil, fmt.Errorf("set up logging: %w", err)
 	}
 	return cfg, log, closeLog, nil
+}
+
+// storeOpenTimeout bounds connecting to the PostgreSQL store and applying
+// its migrations, on top of connect_timeout.
+const storeOpenTimeout = 30 * time.Second
+
+// OpenStore opens the state store cfg names: files in state_dir, or the
+// PostgreSQL store of a postgres:// URL (connected and migrated within
+// connect_timeout plus 30 s). The caller closes it.
+func OpenStore(ctx context.Context, cfg *config.Dispatcher, log *zap.Logger) (store.Store, error) {
+	ctx, cancel := context.WithTimeout(ctx, cfg.ConnectTimeout.Duration+storeOpenTimeout)
+	defer cancel()
+	return backend.Open(ctx, cfg.Store, cfg.StateDir, log)
 }
 
 // PortFlag returns the value of the --port flag: 0 when not given (the
