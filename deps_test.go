@@ -29,6 +29,8 @@ func layer(rel string) string {
 		return "assets" // embedded files only: units, scripts, examples
 	case strings.HasPrefix(rel, "packaging/"):
 		return "tool" // build tools (go run ./packaging/…), never in the binary
+	case strings.HasPrefix(rel, "internal/"):
+		return "testkit" // test support for every layer's tests (internal/pgtest), never in the binary
 	case rel == "bench" || strings.HasPrefix(rel, "bench/"):
 		return "bench" // the fleet benchmark (make bench), never in the binary
 	}
@@ -54,7 +56,9 @@ var thirdParty = []struct {
 	{"github.com/urfave/cli/v2", notCore},
 	{"github.com/BurntSushi/toml", notCore},
 	{"golang.org/x/", notCore},
-	{"github.com/jackc/pgx/", func(rel string) bool { return strings.HasPrefix(rel, "roles/internal/store/postgres") }},
+	{"github.com/jackc/pgx/", func(rel string) bool {
+		return strings.HasPrefix(rel, "roles/internal/store/postgres") || rel == "internal/pgtest"
+	}},
 	{"github.com/prometheus/client_golang/", func(rel string) bool { return rel == "roles/api" }},
 }
 
@@ -156,6 +160,12 @@ func internalRule(from, to string, test bool) string {
 	if from == to {
 		return "" // external test package of the same package
 	}
+	if tl == "testkit" {
+		if test || fl == "testkit" || strings.HasSuffix(from, "test") {
+			return "" // tests, and test helper packages such as pgtest wrappers
+		}
+		return "internal/ holds test support: only tests import it"
+	}
 	switch fl {
 	case "main":
 		if tl == "roles" || (test && tl == "core") {
@@ -179,6 +189,8 @@ func internalRule(from, to string, test bool) string {
 		}
 	case "assets":
 		return "packaging holds embedded files and imports nothing of the module"
+	case "testkit":
+		return "test support imports only the standard library and the modules it drives"
 	case "bench":
 		if tl == "bench" || tl == "role" || tl == "core" || test {
 			return ""

@@ -72,8 +72,18 @@ func TestScripts(t *testing.T) {
 			return nil
 		},
 		Cmds: scriptCmds,
+		Condition: func(cond string) (bool, error) {
+			if c, ok := scriptConds[cond]; ok {
+				return c(), nil
+			}
+			return false, fmt.Errorf("unknown condition %q", cond)
+		},
 	})
 }
+
+// scriptConds are the conditions scripts may test besides testscript's
+// own ([exec:prog], [unix], …); other test files add theirs in init.
+var scriptConds = map[string]func() bool{}
 
 // mode FILE 0640: the file's permission bits are exactly 0640.
 func cmdMode(ts *testscript.TestScript, neg bool, args []string) {

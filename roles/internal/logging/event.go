@@ -37,10 +37,11 @@ const (
 	ActionSetupDispatcher = "setup-dispatcher"
 	ActionRotateCert      = "rotate-cert"
 	ActionDiscover        = "discover"
-	ActionRunLost         = "run-lost"     // a run whose process died was marked lost
-	ActionStart           = "start"        // a daemon is serving
-	ActionStop            = "stop"         // a daemon has shut down
-	ActionLogFallback     = "log-fallback" // syslog was unreachable, logging to stderr
+	ActionRunLost         = "run-lost"      // a run whose process died was marked lost
+	ActionStoreMigrate    = "store-migrate" // a PostgreSQL schema migration was applied
+	ActionStart           = "start"         // a daemon is serving
+	ActionStop            = "stop"          // a daemon has shut down
+	ActionLogFallback     = "log-fallback"  // syslog was unreachable, logging to stderr
 )
 
 // Actions returns the whole vocabulary, in the order of the constants.

@@ -12,6 +12,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"go.uber.org/zap"
+
+	"github.com/dispatcher-dev/dispatcher/roles/internal/logging"
 )
 
 //go:embed migrations/*.sql
@@ -123,7 +125,7 @@ func migrate(ctx context.Context, c *pgx.Conn, log *zap.Logger) (applied []int, 
 		if err != nil {
 			return applied, fmt.Errorf("apply schema migration %04d_%s: %w", m.version, m.name, err)
 		}
-		log.Info("applied schema migration", zap.Int("version", m.version), zap.String("name", m.name))
+		logging.Event(log, logging.ActionStoreMigrate, zap.Int("version", m.version), zap.String("name", m.name))
 		applied = append(applied, m.version)
 	}
 	return applied, nil
