@@ -3,9 +3,7 @@ package fleetsim_test
 import (
 	"context"
 	"encoding/json"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -22,12 +20,7 @@ func TestFleetSmoke(t *testing.T) {
 		t.Skip("builds the binary")
 	}
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "dispatcher")
-	build := exec.Command("go", "build", "-o", bin, "github.com/dispatcher-dev/dispatcher")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := buildBinary(t, dir)
 	f, err := fleetsim.Start(context.Background(), fleetsim.Options{N: 50, Dir: dir})
 	if err != nil {
 		t.Fatal(err)

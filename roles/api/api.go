@@ -100,6 +100,12 @@ func Serve(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	// Runs left running by a process that died (this API before a crash,
+	// a killed CLI) are marked lost now, not when someone asks, and
+	// before the port opens: whoever waits for the API finds them marked.
+	if _, err := control.ReapLost(o.store, log); err != nil {
+		log.Warn("mark the runs of dead processes lost", zap.Error(err))
+	}
 	addr := net.JoinHostPort(bind, strconv.Itoa(port))
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -109,11 +115,6 @@ func Serve(c *cli.Context) error {
 	// renew_interval; the sweep stops with the signal that starts the
 	// drain.
 	go eng.SweepRenewals(c.Context, cfg.RenewInterval.Duration)
-	// Runs left running by a process that died (this API before a crash,
-	// a killed CLI) are marked lost now, not when someone asks.
-	if _, err := control.ReapLost(o.store, log); err != nil {
-		log.Warn("mark the runs of dead processes lost", zap.Error(err))
-	}
 	return srv.Serve(c.Context, ln)
 }
 

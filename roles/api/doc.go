@@ -30,8 +30,10 @@
 // /runs/{reqid}, a client that goes away, the end of the drain) and gives
 // them an event log for GET /runs/{reqid}/events (Server-Sent Events).
 // Their records are in the store, so /status of any process sharing it
-// answers, and a run of another process is followed by re-reading its
-// record. Stored runs are purged past run_retention on a schedule.
+// answers, a run of another process is followed by re-reading its
+// record, and DELETE of such a run asks that process to cancel it through
+// the store (control.RequestCancel), then waits for its record to say it
+// is over. Stored runs are purged past run_retention on a schedule.
 //
 // The OpenAPI 3.1 document is openapi.json, embedded and stamped with the
 // version; /openapi-live.json adds the fleet's hosts and scripts from a

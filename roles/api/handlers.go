@@ -323,12 +323,7 @@ func (s *Server) handleCancel(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if live == nil {
-		if run.Status == store.RunRunning {
-			fail(w, r, errorf(http.StatusConflict, "run %s is not running in this API process: only the process that started it "+
-				"(the CLI or another API node) can cancel it, or that process died and left the record behind", run.ReqID))
-			return
-		}
-		writeJSON(w, http.StatusOK, newStatusBody(run)) // over already: nothing to cancel
+		s.cancelElsewhere(w, r, run)
 		return
 	}
 	live.Cancel()
@@ -342,6 +337,51 @@ func (s *Server) handleCancel(w http.ResponseWriter, r *http.Request) {
 		run = final
 	}
 	writeJSON(w, http.StatusOK, newStatusBody(run))
+}
+
+// cancelElsewhere answers DELETE for a run not in flight in this process:
+// one that is over as it is; one running in another process (another API
+// node, a CLI sharing the store) by asking that process through the store
+// and waiting up to cancelWait for the stored record to say it is over,
+// as for a run of this process: 200 with the final record, else 202
+// cancelling. A run that process cannot be asked to cancel is 409.
+func (s *Server) cancelElsewhere(w http.ResponseWriter, r *http.Request, run store.Run) {
+	if run.Status != store.RunRunning {
+		writeJSON(w, http.StatusOK, newStatusBody(run)) // over already: nothing to cancel
+		return
+	}
+	err := control.RequestCancel(s.o.Runs, run, s.now())
+	var nc *control.NotCancellableError
+	if errors.As(err, &nc) {
+		fail(w, r, errorf(http.StatusConflict, "%v", err))
+		return
+	}
+	if err != nil {
+		fail(w, r, err)
+		return
+	}
+	// A caller that goes away meanwhile leaves the request standing.
+	ctx, cancel := context.WithTimeout(r.Context(), s.cancelWait)
+	defer cancel()
+	tick := time.NewTicker(s.pollEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			writeJSON(w, http.StatusAccepted, runAccepted{ReqID: run.ReqID, Status: "cancelling"})
+			return
+		case <-tick.C:
+		}
+		now, err := control.GetRun(s.o.Runs, run.ReqID, s.log)
+		if err != nil {
+			fail(w, r, err)
+			return
+		}
+		if now.Status != store.RunRunning {
+			writeJSON(w, http.StatusOK, newStatusBody(now))
+			return
+		}
+	}
 }
 
 func (s *Server) handleOpenAPI(w http.ResponseWriter, r *http.Request) {

@@ -18,8 +18,10 @@ var ErrShuttingDown = errors.New("shutting down: no new runs are started; try an
 // background, waited for or not, cancellable by its reqid, with an
 // [EventLog] readers can follow. A run is tracked from the moment its
 // locks are held and it is stored as running until its final record is
-// stored; from then on only the store knows it. It is safe for concurrent
-// use.
+// stored; from then on only the store knows it. While runs are in flight,
+// the Tracker asks the store for cancel requests made by other processes
+// (see [RequestCancel]) every half second and cancels the runs asked for.
+// It is safe for concurrent use.
 type Tracker struct {
 	eng *Engine
 	// OnFinish, when set, is called once for every run that started, when
@@ -30,6 +32,7 @@ type Tracker struct {
 	mu      sync.Mutex
 	live    map[string]*LiveRun
 	closing bool
+	polling bool // pollCancels runs (cancel.go)
 	wg      sync.WaitGroup
 }
 
@@ -44,9 +47,10 @@ type LiveRun struct {
 	req     RunRequest // as asked: what the final record is made of if it could not be stored
 	Started time.Time
 
-	log    *EventLog
-	cancel context.CancelFunc
-	done   chan struct{}
+	log       *EventLog
+	cancel    context.CancelFunc
+	done      chan struct{}
+	requested bool // a cancel request of another process was acted on; guarded by Tracker.mu
 	// Set before done is closed.
 	report    *RunReport
 	err       error
@@ -95,6 +99,7 @@ func (t *Tracker) Start(ctx context.Context, req RunRequest) (*LiveRun, error) {
 		lr.ReqID, lr.Started = reqid, time.Now()
 		t.mu.Lock()
 		t.live[reqid] = lr
+		t.startPollLocked()
 		t.mu.Unlock()
 		close(started)
 		if onStart != nil {
@@ -117,7 +122,7 @@ func (t *Tracker) Start(ctx context.Context, req RunRequest) (*LiveRun, error) {
 		defer t.wg.Done()
 		defer cancel()
 		begin := time.Now()
-		report, err := t.eng.Run(rctx, req)
+		report, err := t.eng.run(rctx, req, false) // pollCancels watches for cancel requests
 		lr.report, lr.err, lr.cancelled, lr.duration = report, err, rctx.Err() != nil, time.Since(begin)
 		if lr.ReqID != "" {
 			lr.log.Close(t.finalRecord(lr))

@@ -84,9 +84,15 @@
 // each host's result, the end). [Tracker.Drain] stops new runs and cancels
 // those still running after a grace period. [FollowStored] gives the same
 // events for a run only the store knows (another process runs it, or it is
-// over). [Engine.CheckRun] and [Engine.CheckHosts] check a request as Run,
-// Ping and Discover do first, for callers that ask the auth hook
-// themselves.
+// over). [RequestCancel] asks the process running a run — another API
+// node, a CLI — to cancel it through the store (store.Cancels); a Tracker
+// asks the store for the requests of its runs in flight every half second,
+// [Engine.Run] for its own, and each cancels the runs asked for. [GetRun]
+// and [ReapLost] mark lost a run whose process has ended ([MarkLost]): on
+// its own host by the process table, from any host when the store names
+// the session holding the run's locks (store.SessionLocks, PostgreSQL).
+// [Engine.CheckRun] and [Engine.CheckHosts] check a request as Run, Ping
+// and Discover do first, for callers that ask the auth hook themselves.
 //
 // Functions take plain values (paths, durations, a *zap.Logger) and never
 // see CLI flags or TOML. Errors are lowercase and wrapped; callers branch on
@@ -96,7 +102,8 @@
 // *store.LockConflictError (a run refused because some of its host:script
 // pairs are locked), *BadRequestError (bad hosts or script arguments:
 // nothing was done), ErrShuttingDown (a Tracker draining),
-// *InvalidPairRequestError, *store.PendingExistsError
+// *NotCancellableError (a run of another process that cannot be asked to
+// cancel), *InvalidPairRequestError, *store.PendingExistsError
 // and *store.QueueFullError (a pairing request refused: 400, 409 and 429
 // on the wire), *AlreadyPairedError (approve without replace of a
 // registered host name) and *store.DecidedError (a request already

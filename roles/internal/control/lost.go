@@ -20,12 +20,12 @@ func LostError(owner store.RunOwner) string {
 }
 
 // MarkLost returns run as it is: unchanged unless it is stored as running
-// by a process that has certainly ended (store.RunOwner.Gone), in which
-// case it is stored and returned as lost: finished now, the results stored
-// so far kept, every other host failed with LostError. A record without an
-// owner (written by the Perl dispatcher) is never marked.
+// by a process that has certainly ended (see ownerGone), in which case it
+// is stored and returned as lost: finished now, the results stored so far
+// kept, every other host failed with LostError. A record without an owner
+// (written by the Perl dispatcher) is never marked.
 func MarkLost(runs store.Runs, run store.Run, now time.Time, log *zap.Logger) (store.Run, error) {
-	if run.Status != store.RunRunning || run.Owner == nil || !run.Owner.Gone() {
+	if run.Status != store.RunRunning || run.Owner == nil || !ownerGone(runs, run, log) {
 		return run, nil
 	}
 	done := make(map[string]store.Result, len(run.Results))
@@ -52,6 +52,33 @@ func MarkLost(runs store.Runs, run store.Run, now time.Time, log *zap.Logger) (s
 			zap.String("owner", run.Owner.String()), zap.Int("hosts", len(run.Hosts)), zap.Int("unknown", missing))
 	}
 	return lost, nil
+}
+
+// ownerGone reports whether the process that owns run, a running record,
+// has certainly ended. On this host the process table tells
+// (store.RunOwner.Gone). On another host only the store can: when the
+// owner names the session holding the run's locks and runs can check it
+// (store.SessionLocks, the PostgreSQL store), the owner is gone once that
+// session no longer holds them. Without evidence — the files store, a run
+// that holds no locks, a store that does not answer (logged) — it is not.
+func ownerGone(runs store.Runs, run store.Run, log *zap.Logger) bool {
+	o := run.Owner
+	if o.Local() {
+		return o.Gone()
+	}
+	sl, ok := runs.(store.SessionLocks)
+	if !ok || o.Session == "" {
+		return false
+	}
+	alive, err := sl.SessionAlive(o.Session)
+	if err != nil {
+		if log != nil {
+			log.Warn("cannot tell whether the process running a run is alive; it stays running", zap.String("reqid", run.ReqID),
+				zap.String("owner", o.String()), zap.Error(err))
+		}
+		return false
+	}
+	return !alive
 }
 
 // GetRun is runs.GetRun followed by MarkLost: what /status and `dispatcher

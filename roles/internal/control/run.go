@@ -74,7 +74,17 @@ const ScriptNotPermitted = wire.ErrScriptNotPermitted
 // refused for every host with "script not permitted" without contacting
 // any. The error is non-nil only when the run could not start, or (with a
 // report) when its results could not be stored.
+//
+// While the hosts run, Run asks the store every half second whether
+// another process asked for the run to be cancelled ([RequestCancel]) and
+// then cancels it as if ctx had ended.
 func (e *Engine) Run(ctx context.Context, req RunRequest) (*RunReport, error) {
+	return e.run(ctx, req, true)
+}
+
+// run is Run; watch asks the store for cancel requests of the run
+// (Tracker asks for those of all its runs at once instead).
+func (e *Engine) run(ctx context.Context, req RunRequest, watch bool) (*RunReport, error) {
 	targets, err := parseTargets(req.Hosts, e.o.MaxHosts)
 	if err != nil {
 		return nil, err
@@ -99,12 +109,14 @@ func (e *Engine) Run(ctx context.Context, req RunRequest) (*RunReport, error) {
 	reqid := NewReqID()
 	permitted := exec.ValidName(req.Script)
 	started := e.o.Now()
+	owner := store.CurrentOwner()
 	if permitted {
 		keys := make([]store.LockKey, len(targets))
 		for i, t := range targets {
 			keys[i] = store.LockKey{Host: t.Name, Script: req.Script}
 		}
-		release, err := e.o.Locks.Acquire(store.LockHolder{PID: os.Getpid(), ReqID: reqid, User: req.Username, Started: started.UTC()}, keys)
+		release, session, err := e.acquire(store.LockHolder{PID: os.Getpid(), ReqID: reqid, User: req.Username, Started: started.UTC()}, keys)
+		owner.Session = session
 		var lc *store.LockConflictError
 		if errors.As(err, &lc) {
 			logging.EventLevel(e.log, zapcore.WarnLevel, logging.ActionLockConflict, zap.String("reqid", reqid),
@@ -118,7 +130,6 @@ func (e *Engine) Run(ctx context.Context, req RunRequest) (*RunReport, error) {
 
 	run := store.Run{ReqID: reqid, Script: req.Script, Args: nonNil(req.Args), Hosts: req.Hosts,
 		Username: req.Username, Status: store.RunRunning, Started: started.UTC()}
-	owner := store.CurrentOwner()
 	run.Owner = &owner
 	if err := e.o.Runs.SaveRun(run); err != nil {
 		return nil, fmt.Errorf("store run %s: %w", reqid, err)
@@ -129,6 +140,12 @@ func (e *Engine) Run(ctx context.Context, req RunRequest) (*RunReport, error) {
 		req.OnStart(reqid)
 	}
 
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stopWatch := func() {}
+	if watch {
+		stopWatch = e.watchCancel(reqid, cancel)
+	}
 	results := make([]store.Result, len(targets))
 	failed := 0
 	work := func(ctx context.Context, i int) store.Result {
@@ -151,6 +168,7 @@ func (e *Engine) Run(ctx context.Context, req RunRequest) (*RunReport, error) {
 		}
 	})
 
+	stopWatch()
 	prog.stop()
 	run.Status, run.Finished, run.Results, run.Owner = store.RunDone, e.o.Now().UTC(), results, nil
 	if ctx.Err() != nil {
@@ -163,6 +181,16 @@ func (e *Engine) Run(ctx context.Context, req RunRequest) (*RunReport, error) {
 	report.Stored = run
 	e.prune()
 	return report, nil
+}
+
+// acquire takes the run's locks, naming the session that holds them when
+// the store can (store.SessionLocks, for RunOwner.Session).
+func (e *Engine) acquire(h store.LockHolder, keys []store.LockKey) (release func(), session string, err error) {
+	if sl, ok := e.o.Locks.(store.SessionLocks); ok {
+		return sl.AcquireSession(h, keys)
+	}
+	release, err = e.o.Locks.Acquire(h, keys)
+	return release, "", err
 }
 
 // runOne runs the script on one host and never fails: every problem is

@@ -14,6 +14,7 @@ type Store interface {
 	DispatcherRevocations
 	Rotations
 	Runs
+	Cancels
 	Locks
 
 	// RecordContact notes a successful contact with host at at; GetAgent

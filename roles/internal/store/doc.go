@@ -1,9 +1,9 @@
 // Package store keeps the dispatcher's state: the agent registry, the
 // pairing queue, revoked serials, run results and host:script locks. The
 // state sits behind small interfaces split by concern — [Registry],
-// [PairingQueue], [Revocations], [Runs], [Locks] — so that the CLI, the API
-// and the pairing listener depend only on what they use, and so that a
-// second implementation (PostgreSQL, SPEC §9) can slot in.
+// [PairingQueue], [Revocations], [Runs], [Cancels], [Locks] — so that the
+// CLI, the API and the pairing listener depend only on what they use, and
+// so that a second implementation (PostgreSQL, SPEC §9) can slot in.
 //
 // [Files] is the default implementation: the layout of SPEC §2 under
 // state_dir, compatible with the Perl dispatcher.
@@ -21,6 +21,8 @@
 //	                    (see [Files.RevokeDispatcherSerial]; and its .lock)
 //	rotation.json       the last rotate-cert, the Perl dispatcher's fields, 0640 (see [Rotation])
 //	runs/REQID.json     stored run, 0640 (see [Run])
+//	runs/REQID.cancel   a request to cancel the run, from another process, 0640:
+//	                    {"reqid", "requested"} (see [Files.RequestCancel])
 //	locks/HOST--SCRIPT.lock
 //	                    flock(2) lock file, 0640, shared with the Perl dispatcher
 //
@@ -41,6 +43,17 @@
 // user, start time) into the file while it holds it and empties it on
 // release; [Files.ListLocks] probes each file with a non-blocking flock and shows
 // held locks only.
+//
+// # Runs across processes
+//
+// A run's record names its owner while it runs ([RunOwner]: host, pid,
+// start time), so that a run whose process died can be told from one still
+// running: on its own host by the process table ([RunOwner.Gone]); from
+// another host only through a store whose locks live in sessions every
+// process can see ([SessionLocks], the PostgreSQL store: the owner's
+// Session). Another process asks the owner to cancel a run through
+// [Cancels]: the owner polls for requests of its runs in flight, and
+// [Files.PruneRuns] removes requests older than its cutoff.
 //
 // # Pairing queue
 //

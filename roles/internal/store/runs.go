@@ -53,7 +53,8 @@ func (f *Files) GetRun(reqid string) (Run, error) {
 }
 
 // PruneRuns removes stored runs last written before cutoff and returns how
-// many it removed. A missing runs directory holds nothing to prune.
+// many it removed, and the cancel requests (REQID.cancel) written before
+// cutoff. A missing runs directory holds nothing to prune.
 func (f *Files) PruneRuns(cutoff time.Time) (int, error) {
 	dir := filepath.Join(f.dir, "runs")
 	entries, err := os.ReadDir(dir)
@@ -66,7 +67,11 @@ func (f *Files) PruneRuns(cutoff time.Time) (int, error) {
 	n := 0
 	for _, e := range entries {
 		name := e.Name()
-		if !e.Type().IsRegular() || !strings.HasSuffix(name, ".json") || ValidReqID(strings.TrimSuffix(name, ".json")) != nil {
+		id, isRun := strings.CutSuffix(name, ".json")
+		if !isRun {
+			id, _ = strings.CutSuffix(name, cancelSuffix)
+		}
+		if !e.Type().IsRegular() || id == name || ValidReqID(id) != nil {
 			continue
 		}
 		fi, err := e.Info()
@@ -74,7 +79,9 @@ func (f *Files) PruneRuns(cutoff time.Time) (int, error) {
 			continue
 		}
 		if err := os.Remove(filepath.Join(dir, name)); err == nil {
-			n++
+			if isRun {
+				n++
+			}
 		} else if !errors.Is(err, fs.ErrNotExist) {
 			return n, fmt.Errorf("prune runs: %w", err)
 		}

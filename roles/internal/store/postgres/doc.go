@@ -19,7 +19,8 @@
 // Migrations are the embedded files migrations/NNNN_name.sql, applied in
 // order, each in a transaction that also records it in schema_migrations
 // (version, name, applied), one node at a time under an advisory lock, so
-// nodes starting together apply each once. The tables (migrations/0001):
+// nodes starting together apply each once. The tables (migrations/0001,
+// and run_cancels of 0002):
 //
 //	agents(hostname, record, last_contact)
 //	                  record: agents/HOST.json as the files store writes it,
@@ -35,11 +36,18 @@
 //	                  record: rotation.json
 //	lock_holders(host, script, holder, backend_pid, node, pid, reqid, username, started, acquired)
 //	                  the held host:script locks, see below
+//	run_cancels(reqid, requested)
+//	                  requests to cancel a run (RequestCancel), deleted
+//	                  with the run (a foreign key ON DELETE CASCADE)
 //
 // Records are text holding the JSON the files store writes, so a value
 // reads back exactly as from the files store (times with their
 // nanoseconds, unknown registry fields as written); the other columns
-// serve the queries.
+// serve the queries. Records and revoked serials brought in by "store
+// import" (roles/internal/store/transfer) keep the bytes and spellings of
+// the files they came from, Perl-written ones included; a later
+// RevokeSerial of a number imported in another spelling adds a row in the
+// canonical one, which revokes the same certificate.
 //
 // # Concurrency and failure
 //
@@ -60,7 +68,10 @@
 // session ends — release, the process killed, the connection cut —
 // PostgreSQL drops the advisory lock at once and the row counts no more
 // ([Store.ListLocks] leaves it out, the next Acquire of the pair replaces
-// it). A node that vanishes without closing its connections (power cut,
+// it). [Store.AcquireSession] names the session ("pg:HOLDER:PID", kept in
+// the run's owner) so that [Store.SessionAlive], on any node, can tell
+// from pg_locks whether the process running a run still holds its locks:
+// a run whose node died is marked lost from every node. A node that vanishes without closing its connections (power cut,
 // network gone) is noticed by the server's TCP keepalives, which the store
 // sets to about a minute for its sessions unless the URL sets them.
 // Connections must reach the server in a session of their own: through

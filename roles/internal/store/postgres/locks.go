@@ -45,11 +45,20 @@ const liveHolders = `live AS MATERIALIZED (
 // the order of keys. The locks are released by release (safe to call more
 // than once), or by PostgreSQL when the holder's session ends.
 func (s *Store) Acquire(h store.LockHolder, keys []store.LockKey) (release func(), err error) {
+	release, _, err = s.AcquireSession(h, keys)
+	return release, err
+}
+
+// AcquireSession is Acquire that also names the session holding the
+// locks (store.SessionLocks): "pg:HOLDER:PID", the holder's advisory lock
+// key and the backend pid of its connection, which SessionAlive looks up
+// in pg_locks from any node.
+func (s *Store) AcquireSession(h store.LockHolder, keys []store.LockKey) (release func(), session string, err error) {
 	seen := make(map[store.LockKey]bool, len(keys))
 	var uniq []store.LockKey
 	for _, k := range keys {
 		if k.Host == "" || k.Script == "" {
-			return nil, fmt.Errorf("lock %q: empty host or script", k.String())
+			return nil, "", fmt.Errorf("lock %q: empty host or script", k.String())
 		}
 		if !seen[k] {
 			seen[k] = true
@@ -57,30 +66,30 @@ func (s *Store) Acquire(h store.LockHolder, keys []store.LockKey) (release func(
 		}
 	}
 	if len(uniq) == 0 {
-		return func() {}, nil
+		return func() {}, "", nil
 	}
 	const what = "take locks"
 	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 	defer cancel()
 	c, err := s.pool.get(ctx, false)
 	if err != nil {
-		return nil, s.dbError(what, err)
+		return nil, "", s.dbError(what, err)
 	}
 	holder, err := takeHolderKey(ctx, c)
 	if err != nil {
 		closeConn(c)
-		return nil, s.dbError(what, err)
+		return nil, "", s.dbError(what, err)
 	}
 	conflicts, err := s.insertHolders(ctx, c, holder, h, uniq)
 	if err != nil || len(conflicts) > 0 {
 		s.dropHolder(c, holder)
 		if err != nil {
-			return nil, err
+			return nil, "", err
 		}
-		return nil, &store.LockConflictError{Conflicts: conflicts}
+		return nil, "", &store.LockConflictError{Conflicts: conflicts}
 	}
 	var once sync.Once
-	return func() { once.Do(func() { s.dropHolder(c, holder) }) }, nil
+	return func() { once.Do(func() { s.dropHolder(c, holder) }) }, sessionName(holder, c.PgConn().PID()), nil
 }
 
 // takeHolderKey takes a session advisory lock on a new random key.

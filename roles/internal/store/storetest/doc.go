@@ -17,7 +17,9 @@
 // What the suite covers, by subtest: Registry (put, get, replace, delete,
 // sorted lists, host name checks, Extra and lifecycle fields), Contact
 // (RecordContact against a record's last_contact), Runs (save, replace,
-// RunningRuns, PruneRuns, request id checks), Pairing (add, one pending
+// RunningRuns, PruneRuns, request id checks), Cancels (a cancel requested
+// through one handle seen through the other, through rewrites of the
+// running record, gone with its run), Pairing (add, one pending
 // request per host, queue limit, expiry, listing, deciding exactly once,
 // purging answers), Revocations (agent and dispatcher lists), Rotation,
 // Locks (all or none, conflicts across handles, ListLocks, release) and

@@ -31,6 +31,7 @@ func Run(t *testing.T, open func(t *testing.T) (a, b store.Store)) {
 		{"Registry", registryTests},
 		{"Contact", contactTests},
 		{"Runs", runTests},
+		{"Cancels", cancelTests},
 		{"Pairing", pairingTests},
 		{"Revocations", revocationTests},
 		{"Rotation", rotationTests},
@@ -397,7 +398,7 @@ func runningRun(reqid string) store.Run {
 		ReqID: reqid, Script: "deploy", Args: []string{"a b", "", "--flag=ü"},
 		Hosts: []string{"web-01", "web-02:7450"}, Username: "alice",
 		Status: store.RunRunning, Started: t0,
-		Owner: &store.RunOwner{Node: "dispatcher-1", PID: 4242, Start: "boot-1:12345"},
+		Owner: &store.RunOwner{Node: "dispatcher-1", PID: 4242, Start: "boot-1:12345", Session: "pg:1234567:89"},
 	}
 }
 

@@ -48,6 +48,10 @@ var broken = map[string]struct {
 		func(f *store.Files) store.Store { return &cached{Files: f, agents: map[string]store.Agent{}} },
 		"--- FAIL: TestBrokenStore/SharedState",
 	},
+	"cancel requests per handle": {
+		func(f *store.Files) store.Store { return &localCancels{Files: f, asked: map[string]bool{}} },
+		"--- FAIL: TestBrokenStore/Cancels/RequestAcrossHandles",
+	},
 	"one handle twice": {
 		nil, // open returns a single store as a and b
 		"open returned one handle twice",
@@ -173,6 +177,39 @@ func (c *cached) GetAgent(host string) (store.Agent, error) {
 		c.agents[host] = a
 	}
 	return a, err
+}
+
+// localCancels keeps cancel requests in the handle, where the process
+// running the run never sees them.
+type localCancels struct {
+	*store.Files
+	mu    sync.Mutex
+	asked map[string]bool
+}
+
+func (l *localCancels) RequestCancel(reqid string, at time.Time) error {
+	if _, err := l.Files.GetRun(reqid); err != nil {
+		return err
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.asked[reqid] = true
+	return nil
+}
+
+func (l *localCancels) CancelRequests(reqids []string) ([]string, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []string
+	for _, id := range reqids {
+		if err := store.ValidReqID(id); err != nil {
+			return nil, err
+		}
+		if l.asked[id] {
+			out = append(out, id)
+		}
+	}
+	return out, nil
 }
 
 // TestEqualForms: the suite asks for what a caller relies on, not for one
