@@ -7,9 +7,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/dispatcher-dev/dispatcher/internal/pgtest"
 	"github.com/dispatcher-dev/dispatcher/roles/internal/store"
 	"github.com/dispatcher-dev/dispatcher/roles/internal/store/backend"
-	"github.com/dispatcher-dev/dispatcher/roles/internal/store/postgres/pgtest"
 )
 
 // store = "postgres://…": the commands keep their state in PostgreSQL, and

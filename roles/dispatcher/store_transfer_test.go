@@ -13,9 +13,9 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/dispatcher-dev/dispatcher/internal/pgtest"
 	"github.com/dispatcher-dev/dispatcher/roles/internal/store"
 	"github.com/dispatcher-dev/dispatcher/roles/internal/store/backend"
-	"github.com/dispatcher-dev/dispatcher/roles/internal/store/postgres/pgtest"
 )
 
 // perlAgent is agents/web-01.json as the Perl dispatcher writes it.

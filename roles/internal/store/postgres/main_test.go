@@ -10,7 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"go.uber.org/zap/zaptest"
 
-	"github.com/dispatcher-dev/dispatcher/roles/internal/store/postgres/pgtest"
+	"github.com/dispatcher-dev/dispatcher/internal/pgtest"
 )
 
 // One PostgreSQL server serves every test of the package (each test gets

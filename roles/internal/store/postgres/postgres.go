@@ -260,28 +260,57 @@ func redactURL(raw string) string {
 	if !ok {
 		return "(a store setting that is not a URL)"
 	}
-	rest, frag, hasFrag := strings.Cut(rest, "#")
-	head, query, hasQuery := strings.Cut(rest, "?")
-	if at := strings.LastIndex(head, "@"); at >= 0 {
-		if user, _, hasPw := strings.Cut(head[:at], ":"); hasPw {
-			head = user + ":xxxxx" + head[at:]
-		}
+	creds, rest := splitCredentials(rest)
+	if user, _, hasPw := strings.Cut(creds, ":"); hasPw {
+		creds = user + ":xxxxx"
 	}
-	out := scheme + "://" + head
-	if hasQuery {
-		params := strings.Split(query, "&")
-		for i, p := range params {
-			k, _, _ := strings.Cut(p, "=")
-			if name, err := url.QueryUnescape(k); err != nil || isSecretParam(name) {
-				params[i] = k + "=xxxxx"
+	if creds != "" {
+		creds += "@"
+	}
+	// Every password parameter, wherever it stands (after '?', '&', or
+	// even '#', which net/url would take for a fragment).
+	var out strings.Builder
+	for i, part := range splitParams(rest) {
+		if k, _, ok := strings.Cut(part, "="); ok && i > 0 {
+			if name, err := url.QueryUnescape(k[1:]); err != nil || isSecretParam(name) {
+				part = k + "=xxxxx"
 			}
 		}
-		out += "?" + strings.Join(params, "&")
+		out.WriteString(part)
 	}
-	if hasFrag {
-		out += "#" + frag
+	return scheme + "://" + creds + out.String()
+}
+
+// splitParams cuts s before each '?', '&' and '#': the first piece is the
+// host and path, each other starts with its separator.
+func splitParams(s string) []string {
+	var parts []string
+	for {
+		i := strings.IndexAny(s[min(1, len(s)):], "?&#")
+		if i < 0 || len(s) == 0 {
+			return append(parts, s)
+		}
+		i++
+		parts = append(parts, s[:i])
+		s = s[i:]
 	}
-	return out
+}
+
+// splitCredentials cuts the user info off the part of a URL after "://":
+// everything before the last '@' that comes before the first '/'. libpq
+// reads user info up to the first '@' or '/' whatever characters it holds
+// ('#' and '?' included), net/url stops at them; taking the wider of the
+// two hides a password either would see.
+func splitCredentials(rest string) (creds, after string) {
+	end := len(rest)
+	if i := strings.IndexByte(rest, '/'); i >= 0 {
+		end = i
+	}
+	at := strings.LastIndexByte(rest[:end], '@')
+	if at < 0 {
+		return "", rest
+	}
+	return rest[:at], rest[at+1:]
 }
 
 func isSecretParam(name string) bool {
@@ -292,29 +321,23 @@ func isSecretParam(name string) bool {
 // unescaped.
 func urlSecrets(raw string) []string {
 	var out []string
-	add := func(s string) {
+	add := func(s string, unescape func(string) (string, error)) {
 		if s != "" {
 			out = append(out, s)
-			if u, err := url.PathUnescape(s); err == nil && u != s {
+			if u, err := unescape(s); err == nil && u != s {
 				out = append(out, u)
 			}
 		}
 	}
 	_, rest, _ := strings.Cut(raw, "://")
-	rest, _, _ = strings.Cut(rest, "#")
-	head, query, _ := strings.Cut(rest, "?")
-	if at := strings.LastIndex(head, "@"); at >= 0 {
-		if _, pw, ok := strings.Cut(head[:at], ":"); ok {
-			add(pw)
-		}
+	creds, rest := splitCredentials(rest)
+	if _, pw, ok := strings.Cut(creds, ":"); ok {
+		add(pw, url.PathUnescape)
 	}
-	for _, p := range strings.Split(query, "&") {
-		k, v, _ := strings.Cut(p, "=")
+	for _, part := range splitParams(rest)[1:] {
+		k, v, _ := strings.Cut(part[1:], "=")
 		if name, err := url.QueryUnescape(k); err == nil && isSecretParam(name) {
-			add(v)
-			if u, err := url.QueryUnescape(v); err == nil && u != v {
-				out = append(out, u)
-			}
+			add(v, url.QueryUnescape)
 		}
 	}
 	return out

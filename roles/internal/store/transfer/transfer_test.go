@@ -16,10 +16,10 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"go.uber.org/zap/zaptest"
 
+	"github.com/dispatcher-dev/dispatcher/internal/pgtest"
 	"github.com/dispatcher-dev/dispatcher/pki"
 	"github.com/dispatcher-dev/dispatcher/roles/internal/store"
 	"github.com/dispatcher-dev/dispatcher/roles/internal/store/postgres"
-	"github.com/dispatcher-dev/dispatcher/roles/internal/store/postgres/pgtest"
 	"github.com/dispatcher-dev/dispatcher/roles/internal/store/transfer"
 )
 
