@@ -61,8 +61,8 @@ func (f *Files) revokeIn(path string, serial *big.Int, host, reason string, at t
 		if len(data) > 0 && data[len(data)-1] != '\n' {
 			b.WriteByte('\n')
 		}
-		fmt.Fprintf(&b, "%s%s %s: %s\n", revocationTag, oneLine(host), at.UTC().Format(time.RFC3339), oneLine(reason))
-		b.WriteString(formatRevokedSerial(serial))
+		fmt.Fprintf(&b, "%s%s %s: %s\n", revocationTag, OneLine(host), at.UTC().Format(time.RFC3339), OneLine(reason))
+		b.WriteString(RevokedSerialText(serial))
 		b.WriteByte('\n')
 		if err := os.MkdirAll(f.dir, ModeDir); err != nil {
 			return fmt.Errorf("create %s: %w", f.dir, err)
@@ -99,34 +99,7 @@ func readSerialList(path string) (pki.SerialSet, []error, error) {
 // A serial line takes host, time and reason from a "# revoked" comment
 // line directly above it.
 func (f *Files) ListRevocations() ([]Revocation, error) {
-	path := f.revokedPath()
-	data, err := readRecord(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", path, err)
-	}
-	var out []Revocation
-	var note Revocation
-	for line := range strings.SplitSeq(string(data), "\n") {
-		line = strings.TrimSpace(line)
-		if rest, ok := strings.CutPrefix(line, revocationTag); ok {
-			note = parseRevocationNote(rest)
-			continue
-		}
-		text, _, _ := strings.Cut(line, "#")
-		text = strings.TrimSpace(text)
-		if text == "" {
-			note = Revocation{}
-			continue
-		}
-		r := note
-		r.Serial = text
-		out = append(out, r)
-		note = Revocation{}
-	}
-	return out, nil
+	return listRevocationsIn(f.revokedPath())
 }
 
 // parseRevocationNote reads "HOST TIME: REASON".
@@ -142,9 +115,10 @@ func parseRevocationNote(s string) Revocation {
 	return r
 }
 
-// formatRevokedSerial writes n as lowercase hex, prefixed 0x when every
-// digit is a decimal one (pki.ParseSerial would read such a line both ways).
-func formatRevokedSerial(n *big.Int) string {
+// RevokedSerialText is n as a revocation list holds it, in both stores:
+// lowercase hex, prefixed 0x when every digit is a decimal one
+// (pki.ParseSerial would read such a line both ways).
+func RevokedSerialText(n *big.Int) string {
 	s := pki.FormatSerial(n)
 	if strings.IndexFunc(s, func(r rune) bool { return r >= 'a' && r <= 'f' }) < 0 {
 		return "0x" + s
@@ -152,8 +126,10 @@ func formatRevokedSerial(n *big.Int) string {
 	return s
 }
 
-// oneLine keeps a comment on one line.
-func oneLine(s string) string {
+// OneLine is s with its control characters as spaces: how both stores keep
+// a revocation's host and reason, which the files store writes on one
+// comment line.
+func OneLine(s string) string {
 	return strings.Map(func(r rune) rune {
 		if r < ' ' || r == 0x7f {
 			return ' '

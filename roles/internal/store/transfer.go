@@ -127,7 +127,7 @@ func (r RevocationRecord) Check() error {
 	if _, err := pki.ParseSerial(r.Serial); err != nil || strings.ContainsAny(r.Serial, "#\n\r") {
 		return fmt.Errorf("revoked %s serial %q does not parse as a serial number", r.Kind, r.Serial)
 	}
-	if r.Host != oneLine(r.Host) || strings.Contains(r.Host, " ") || r.Reason != oneLine(r.Reason) {
+	if r.Host != OneLine(r.Host) || strings.Contains(r.Host, " ") || r.Reason != OneLine(r.Reason) {
 		return fmt.Errorf("revocation of serial %s: host and reason must be on one line", r.Serial)
 	}
 	return nil

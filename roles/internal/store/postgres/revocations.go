@@ -43,11 +43,11 @@ func (s *Store) revoke(kind string, serial *big.Int, host, reason string, at tim
 	if serial == nil || serial.Sign() <= 0 {
 		return errors.New("revoke: no serial number")
 	}
-	text := formatRevokedSerial(serial)
+	text := store.RevokedSerialText(serial)
 	what := "revoke serial " + text
 	return s.call(what, func(ctx context.Context, c *pgx.Conn) error {
 		_, err := c.Exec(ctx, `INSERT INTO revocations (kind, serial, host, reason, at) VALUES ($1, $2, $3, $4, $5)
-ON CONFLICT (kind, serial) DO NOTHING`, kind, text, oneLine(host), strings.TrimRightFunc(oneLine(reason), unicode.IsSpace), at.UTC().Truncate(time.Second))
+ON CONFLICT (kind, serial) DO NOTHING`, kind, text, store.OneLine(host), strings.TrimRightFunc(store.OneLine(reason), unicode.IsSpace), at.UTC().Truncate(time.Second))
 		if err != nil {
 			return s.dbError(what, err)
 		}
@@ -116,29 +116,6 @@ func (s *Store) revocations(kind string) ([]store.Revocation, error) {
 		return nil, err
 	}
 	return out, nil
-}
-
-// formatRevokedSerial writes n as the files store writes it: lowercase hex,
-// prefixed 0x when every digit is a decimal one (pki.ParseSerial would
-// read such a line both ways).
-func formatRevokedSerial(n *big.Int) string {
-	s := pki.FormatSerial(n)
-	if strings.IndexFunc(s, func(r rune) bool { return r >= 'a' && r <= 'f' }) < 0 {
-		return "0x" + s
-	}
-	return s
-}
-
-// oneLine replaces control characters with spaces, as the files store
-// does to keep a note on its comment line, so that both stores list the
-// same note.
-func oneLine(s string) string {
-	return strings.Map(func(r rune) rune {
-		if r < ' ' || r == 0x7f {
-			return ' '
-		}
-		return r
-	}, s)
 }
 
 // GetRotation returns the last rotation of the dispatcher's certificate,

@@ -161,41 +161,46 @@ func Copy(ctx context.Context, from Reader, to Target, opts Options) (Counts, er
 		return n, err
 	}
 
-	err = from.TransferPairRequests(func(r store.PairRecord) error {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		if _, err := r.Decode(); err != nil {
-			n.Skipped++
-			warn(fmt.Errorf("skipped: %w", err))
-			return nil
-		}
-		if err := to.PutPairRecord(r); err != nil {
-			return fmt.Errorf("copy pairing request %s: %w", r.ReqID, err)
-		}
-		n.PairRequests++
-		return nil
-	})
+	skip := func(err error) {
+		n.Skipped++
+		warn(fmt.Errorf("skipped: %w", err))
+	}
+	err = copyEach(ctx, from.TransferPairRequests, func(r store.PairRecord) error { _, err := r.Decode(); return err },
+		func(r store.PairRecord) error { return wrapCopy(to.PutPairRecord(r), "pairing request", r.ReqID) }, &n.PairRequests, skip)
 	if err != nil {
 		return n, err
 	}
+	err = copyEach(ctx, from.TransferRuns, func(r store.RunRecord) error { _, err := r.Decode(); return err },
+		func(r store.RunRecord) error { return wrapCopy(to.PutRunRecord(r), "run", r.ReqID) }, &n.Runs, skip)
+	return n, err
+}
 
-	err = from.TransferRuns(func(r store.RunRecord) error {
+// copyEach copies every record each hands out with put, counting them in
+// copied; a record that check refuses is skipped (and reported to skip).
+// It stops at the first error of put, or when ctx ends.
+func copyEach[R any](ctx context.Context, each func(func(R) error) error, check, put func(R) error, copied *int, skip func(error)) error {
+	return each(func(r R) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if _, err := r.Decode(); err != nil {
-			n.Skipped++
-			warn(fmt.Errorf("skipped: %w", err))
+		if err := check(r); err != nil {
+			skip(err)
 			return nil
 		}
-		if err := to.PutRunRecord(r); err != nil {
-			return fmt.Errorf("copy run %s: %w", r.ReqID, err)
+		if err := put(r); err != nil {
+			return err
 		}
-		n.Runs++
+		*copied++
 		return nil
 	})
-	return n, err
+}
+
+// wrapCopy names the record a failed copy was of.
+func wrapCopy(err error, what, id string) error {
+	if err != nil {
+		return fmt.Errorf("copy %s %s: %w", what, id, err)
+	}
+	return nil
 }
 
 // errFound stops a Transfer method at the first record.
