@@ -325,13 +325,19 @@ func (f *Files) readPairRequests() ([]PairRequest, error) {
 		}
 		out = append(out, r)
 	}
-	sort.Slice(out, func(i, j int) bool {
-		if !out[i].Created.Equal(out[j].Created) {
-			return out[i].Created.Before(out[j].Created)
-		}
-		return out[i].ReqID < out[j].ReqID
-	})
+	SortPairRequests(out)
 	return out, nil
+}
+
+// SortPairRequests orders requests oldest first (then by request id), the
+// order ListPairRequests returns them in, whichever store holds them.
+func SortPairRequests(rs []PairRequest) {
+	sort.Slice(rs, func(i, j int) bool {
+		if !rs[i].Created.Equal(rs[j].Created) {
+			return rs[i].Created.Before(rs[j].Created)
+		}
+		return rs[i].ReqID < rs[j].ReqID
+	})
 }
 
 func readPairRequest(path, reqid string) (PairRequest, error) {

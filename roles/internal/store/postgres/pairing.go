@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sort"
 	"strings"
 	"time"
 
@@ -129,12 +128,7 @@ func (s *Store) queryPairs(ctx context.Context, q interface {
 		}
 		out = append(out, r)
 	}
-	sort.Slice(out, func(i, j int) bool {
-		if !out[i].Created.Equal(out[j].Created) {
-			return out[i].Created.Before(out[j].Created)
-		}
-		return out[i].ReqID < out[j].ReqID
-	})
+	store.SortPairRequests(out)
 	return out, nil
 }
 
