@@ -26,7 +26,7 @@ func Commands() []*cli.Command {
 		listRequestsCommand(), approveCommand(), denyCommand(), listAgentsCommand(), unpairCommand(),
 		runCommand(), pingCommand(), discoverCommand(), statusCommand(), listLocksCommand(),
 		renewCommand(), rotateCertCommand(), revokeCommand(), serialStatusCommand(),
-		demoCommand(), installCommand(), storeCommand(),
+		demoCommand(), installCommand(), storeCommand(), migrateCommand(),
 	}
 	for _, c := range cmds {
 		c.Flags = append(c.Flags, globalFlags()...)

@@ -83,6 +83,11 @@ type Engine struct {
 	client *wire.Client
 	log    *zap.Logger
 	pins   sync.Map // agent name → normalised key fingerprint pinned in the registry
+	// firstUse holds the names of registered agents whose record pins no
+	// key (records of the Perl dispatcher): their legacy certificate is
+	// accepted on chain and name, and its key pinned at that first contact
+	// (pinFirstUse).
+	firstUse sync.Map
 
 	revoked atomic.Pointer[pki.SerialSet] // as last read from Options.Revocations
 	life    lifecycle                     // renewal and pushes (renew.go)
@@ -163,6 +168,10 @@ func (e *Engine) verifyPeer(host string, chain []*x509.Certificate) error {
 				Reason: fmt.Sprintf("public key %s does not match the key pinned for %s in the registry (%s); if the agent was re-paired, pair it again here", fp, host, pin)}
 		}
 		pinned = chain[0].PublicKey
+	} else if _, ok := e.firstUse.Load(host); ok && len(chain) > 0 && chain[0] != nil && pki.CertRole(chain[0]) == pki.RoleNone {
+		// A Perl-paired agent met for the first time: chain and name
+		// decide, as for the Perl dispatcher; afterContact pins its key.
+		pinned = chain[0].PublicKey
 	}
 	return adviseRepair(pki.VerifyAgent(chain, e.o.Identity.Roots, host, pinned, e.o.Now()), chain, e.o.Now())
 }
@@ -214,6 +223,11 @@ func (e *Engine) prepare(ctx context.Context, t Target, flagPort int) (dialPlan,
 		e.pins.Store(t.Name, p.pin)
 	} else {
 		e.pins.Delete(t.Name)
+	}
+	if p.registered && p.pin == "" {
+		e.firstUse.Store(t.Name, true)
+	} else {
+		e.firstUse.Delete(t.Name)
 	}
 	return p, nil
 }

@@ -195,6 +195,9 @@ func (e *Engine) afterContact(ctx context.Context, reqid string, p dialPlan, lea
 	if !p.registered || leaf == nil {
 		return n
 	}
+	if p.pin == "" && pki.CertRole(leaf) == pki.RoleNone {
+		p.pin = e.pinFirstUse(reqid, p.target.Host, leaf)
+	}
 	due := e.o.CA.Cert != "" && e.due(p.target.Host, leaf)
 	ps := e.life.pushes.Load()
 	if !due && (ps == nil || len(ps.revoked) == 0 && (ps.rotation == nil || ps.rotation.CurrentSerial != e.ownSerial())) {
@@ -374,6 +377,40 @@ func (e *Engine) recordRenewal(host string, cert *x509.Certificate) error {
 		}
 		return nil
 	})
+}
+
+// errPinned: the record pins a key already; nothing to write.
+var errPinned = errors.New("key pinned already")
+
+// pinFirstUse pins, in the registry record of host, which has none (a
+// record of the Perl dispatcher), the key of the legacy certificate host
+// was just accepted with on chain and name (verifyPeer): from this contact
+// on only that key is accepted for it (SPEC §4). It returns the pin, or ""
+// when it could not be written (logged; tried again at the next contact).
+func (e *Engine) pinFirstUse(reqid, host string, leaf *x509.Certificate) string {
+	fp, err := pki.Fingerprint(leaf.PublicKey)
+	if err == nil {
+		err = e.updateAgent(host, func(a *store.Agent) error {
+			if a.KeyFingerprint != "" {
+				return errPinned
+			}
+			a.KeyFingerprint = fp
+			return nil
+		})
+	}
+	fields := []zap.Field{zap.String("reqid", reqid), zap.String("host", host), zap.String("key_fingerprint", fp),
+		zap.String("serial", pki.FormatSerial(leaf.SerialNumber))}
+	switch {
+	case errors.Is(err, errPinned):
+		return "" // by another process meanwhile: the next call reads it
+	case err != nil:
+		logging.EventLevel(e.log, zapcore.ErrorLevel, logging.ActionKeyPin, append(fields, zap.Error(err))...)
+		return ""
+	}
+	e.pins.Store(host, fp)
+	e.firstUse.Delete(host)
+	logging.Event(e.log, logging.ActionKeyPin, fields...)
+	return fp
 }
 
 // recordUnsupported notes in the registry that the agent cannot renew.

@@ -27,6 +27,7 @@ const (
 	ActionAuthAllow     = "auth-allow" // debug level: the auth hook allowed
 	ActionLockConflict  = "lock-conflict"
 	ActionSerialReject  = "serial-reject"
+	ActionKeyPin        = "key-pin" // dispatcher: a Perl-paired agent's key pinned at its first contact
 	ActionIPBlock       = "ip-block"
 	ActionRateBlock     = "rate-block"
 	ActionConfigWarn    = "config-warn"
