@@ -2,9 +2,13 @@ package postgres
 
 import (
 	"net/url"
+	"regexp"
 	"strings"
 	"testing"
 )
+
+// placeholder matches what redaction writes in place of a password.
+var placeholder = regexp.MustCompile(`x{5,}`)
 
 // FuzzRedactURL: whatever the password — in the user info or in a
 // password parameter, escaped or not — the redacted form of the store URL
@@ -15,7 +19,7 @@ func FuzzRedactURL(f *testing.F) {
 	f.Add("xxxxx-like", "", "[::1]:5432", "password=other&sslpassword=third")
 	f.Add("pw", "user", "host", "pool_max_conns=zero")
 	f.Fuzz(func(t *testing.T, pw, user, host, query string) {
-		if len(pw) < 4 {
+		if len(pw) < 4 || strings.ContainsRune(pw, 0) {
 			return // a short password may be any substring of the rest
 		}
 		tmpls := []string{
@@ -35,15 +39,18 @@ func FuzzRedactURL(f *testing.F) {
 			if strings.Contains(rest, pw) || strings.Contains(user+host+query, pw) {
 				continue
 			}
+			// The placeholder (five x's or more, once scrubbed again) is
+			// not a leak of a password made of x's.
 			red := redactURL(tmpl)
+			bare := placeholder.ReplaceAllString(red, "\x00")
 			for _, s := range secrets {
-				if strings.Contains(red, s) {
+				if strings.Contains(bare, s) {
 					t.Fatalf("redactURL(%q) = %q holds the password %q", tmpl, red, s)
 				}
 			}
 			if _, err := parseURL(tmpl, nil); err != nil {
 				for _, s := range secrets {
-					if strings.Contains(err.Error(), s) {
+					if strings.Contains(placeholder.ReplaceAllString(err.Error(), "\x00"), s) {
 						t.Fatalf("parseURL(%q): error %q holds the password %q", tmpl, err, s)
 					}
 				}
