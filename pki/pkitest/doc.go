@@ -7,6 +7,8 @@
 // ([CA.Dispatcher]) and a legacy certificate of the Perl dispatcher
 // ([CA.Legacy]: common name only, no SANs, no key usages, small serial).
 // [CA.Issue] signs any other template, such as an expired certificate;
+// [V1Cert] makes the X.509 v1 RSA certificates openssl made for the Perl
+// dispatcher;
 // [CA.Pool] is the pool to verify against; [CA.WriteFiles] lays down ca.crt
 // and ca.key with their production modes and [PEM] turns a tls.Certificate
 // into the bytes of agent.crt and agent.key.

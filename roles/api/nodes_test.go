@@ -9,12 +9,10 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/zap/zaptest"
-
 	"github.com/dispatcher-dev/dispatcher/internal/pgtest"
 	"github.com/dispatcher-dev/dispatcher/roles/internal/control"
 	"github.com/dispatcher-dev/dispatcher/roles/internal/store"
-	"github.com/dispatcher-dev/dispatcher/roles/internal/store/postgres"
+	"github.com/dispatcher-dev/dispatcher/roles/internal/store/postgres/postgrestest"
 )
 
 // node starts an API server of the fleet whose runs and locks are in st:
@@ -54,20 +52,8 @@ func TestCancelOnAnotherNode(t *testing.T) {
 	})
 	t.Run("postgres", func(t *testing.T) {
 		url := pgtest.Start(t).NewDB(t)
-		testCancelOnAnotherNode(t, newFleet(t), openPG(t, url), openPG(t, url))
+		testCancelOnAnotherNode(t, newFleet(t), postgrestest.Open(t, url), postgrestest.Open(t, url))
 	})
-}
-
-func openPG(t *testing.T, url string) *postgres.Store {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	s, err := postgres.Open(ctx, url, zaptest.NewLogger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = s.Close() })
-	return s
 }
 
 func testCancelOnAnotherNode(t *testing.T, f *fleet, a, b store.Store) {

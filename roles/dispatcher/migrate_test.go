@@ -4,13 +4,9 @@ import (
 	"crypto"
 	"crypto/rand"
 	"crypto/rsa"
-	"crypto/sha256"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/asn1"
 	"encoding/json"
 	"encoding/pem"
-	"math/big"
 	"os"
 	"path/filepath"
 	"strings"
@@ -20,65 +16,11 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/dispatcher-dev/dispatcher/internal/testfs"
 	"github.com/dispatcher-dev/dispatcher/pki"
 	"github.com/dispatcher-dev/dispatcher/pki/pkitest"
 	"github.com/dispatcher-dev/dispatcher/roles/internal/store"
 )
-
-// v1Cert is what openssl req -x509 and openssl x509 -req make without an
-// extension file: X.509 v1, subject CN only, no extensions, a small serial,
-// sha256WithRSAEncryption.
-func v1Cert(t *testing.T, subject, issuer string, serial int64, pub crypto.PublicKey, signer *rsa.PrivateKey, nb, na time.Time) string {
-	t.Helper()
-	name := func(cn string) asn1.RawValue {
-		der, _ := asn1.Marshal(pkix.Name{CommonName: cn}.ToRDNSequence())
-		return asn1.RawValue{FullBytes: der}
-	}
-	spki, _ := x509.MarshalPKIXPublicKey(pub)
-	alg := pkix.AlgorithmIdentifier{Algorithm: asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 1, 11}, Parameters: asn1.NullRawValue}
-	type validity struct{ NotBefore, NotAfter time.Time }
-	tbs, err := asn1.Marshal(struct {
-		SerialNumber *big.Int
-		Signature    pkix.AlgorithmIdentifier
-		Issuer       asn1.RawValue
-		Validity     validity
-		Subject      asn1.RawValue
-		PublicKey    asn1.RawValue
-	}{big.NewInt(serial), alg, name(issuer), validity{nb.UTC().Truncate(time.Second), na.UTC().Truncate(time.Second)}, name(subject), asn1.RawValue{FullBytes: spki}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sum := sha256.Sum256(tbs)
-	sig, err := rsa.SignPKCS1v15(rand.Reader, signer, crypto.SHA256, sum[:])
-	if err != nil {
-		t.Fatal(err)
-	}
-	der, err := asn1.Marshal(struct {
-		TBS       asn1.RawValue
-		Algorithm pkix.AlgorithmIdentifier
-		Signature asn1.BitString
-	}{asn1.RawValue{FullBytes: tbs}, alg, asn1.BitString{Bytes: sig, BitLength: 8 * len(sig)}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if c, err := x509.ParseCertificate(der); err != nil || c.Version != 1 || len(c.Extensions) != 0 {
-		t.Fatalf("hand-made v1 certificate: %v", err)
-	}
-	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
-}
-
-func put(t *testing.T, dir string, mode os.FileMode, files map[string]string) {
-	t.Helper()
-	for name, content := range files {
-		path := filepath.Join(dir, name)
-		if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, []byte(content), mode); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
 
 // perlWorld is /etc/dispatcher and /var/lib/dispatcher as the Perl
 // dispatcher 0.5.x leaves them, under dir: RSA keys (2048 bits here, 4096
@@ -99,55 +41,29 @@ func perlWorld(t *testing.T) (dir, conf string) {
 		t.Fatal(err)
 	}
 	now := time.Now()
-	put(t, etc, 0o644, map[string]string{
-		"ca.crt":         v1Cert(t, "Perl Dispatcher CA", "Perl Dispatcher CA", 0x3c1f, &caKey.PublicKey, caKey, now.AddDate(-1, 0, 0), now.AddDate(9, 0, 0)),
-		"dispatcher.crt": v1Cert(t, "dispatcher", "Perl Dispatcher CA", 2, &dKey.PublicKey, caKey, now.AddDate(-1, 0, 0), now.AddDate(1, 0, 0)),
+	testfs.WriteFiles(t, etc, map[string]string{
+		"ca.crt":         v1CertString(t, "Perl Dispatcher CA", "Perl Dispatcher CA", 0x3c1f, &caKey.PublicKey, caKey, now.AddDate(-1, 0, 0), now.AddDate(9, 0, 0)),
+		"dispatcher.crt": v1CertString(t, "dispatcher", "Perl Dispatcher CA", 2, &dKey.PublicKey, caKey, now.AddDate(-1, 0, 0), now.AddDate(1, 0, 0)),
 		"ca.serial":      "05\n",
-	})
-	put(t, etc, 0o600, map[string]string{
+	}, 0o644)
+	testfs.WriteFiles(t, etc, map[string]string{
 		"ca.key":         string(pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(caKey)})),
 		"dispatcher.key": string(pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(dKey)})),
-	})
+	}, 0o600)
 	conf = filepath.Join(etc, "dispatcher.conf")
-	put(t, etc, 0o640, map[string]string{"dispatcher.conf": "# Perl dispatcher 0.5.4\n" +
+	testfs.WriteFiles(t, etc, map[string]string{"dispatcher.conf": "# Perl dispatcher 0.5.4\n" +
 		"ca = " + etc + "/ca.crt\ncert = " + etc + "/dispatcher.crt\nkey = " + etc + "/dispatcher.key\n" +
-		"state_dir = " + state + "   # registry, locks, runs\ntimeout = 60\nca_serial = " + etc + "/ca.serial\n"})
+		"state_dir = " + state + "   # registry, locks, runs\ntimeout = 60\nca_serial = " + etc + "/ca.serial\n"}, 0o640)
 	exp := pki.FormatOpenSSLTime(now.AddDate(0, 11, 0))
-	put(t, state, 0o640, map[string]string{
+	testfs.WriteFiles(t, state, map[string]string{
 		"agents/web-01.json": `{"hostname":"web-01","ip":"10.0.0.5","paired":"2025-06-01T10:00:00Z","expiry":"` + exp + `","reqid":"a1b2c3d4e5f60718"}`,
 		"agents/web-02.json": `{"hostname":"web-02","ip":"10.0.0.6","paired":"2025-09-01T10:00:00Z","expiry":"` + exp + `","reqid":"b1b2c3d4e5f60718",` +
 			`"serial_status":"current","dispatcher_serial":"02","serial_confirmed":"2025-09-01T10:00:00Z"}`,
 		"rotation.json":             `{"current_serial":"02","previous_serial":"01","rotated_at":"2025-08-30T00:00:00Z","overlap_expires":"2025-09-06T00:00:00Z"}`,
 		"locks/web-01--deploy.lock": "",
 		"revoked-serials":           "0A:1B\nserial=03\n",
-	})
+	}, 0o640)
 	return dir, conf
-}
-
-// snapshotTree is every path under dir with its mode, size, modification
-// time and content.
-func snapshotTree(t *testing.T, dir string) map[string]string {
-	t.Helper()
-	out := map[string]string{}
-	err := filepath.Walk(dir, func(path string, fi os.FileInfo, err error) error {
-		if err != nil {
-			return err
-		}
-		v := fi.Mode().String() + " " + fi.ModTime().String()
-		if fi.Mode().IsRegular() {
-			data, err := os.ReadFile(path)
-			if err != nil {
-				return err
-			}
-			v += " " + string(data)
-		}
-		out[path] = v
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
 }
 
 // The Perl world: the human report lists what was found section by
@@ -155,11 +71,11 @@ func snapshotTree(t *testing.T, dir string) map[string]string {
 func TestMigrateCheckPerlWorld(t *testing.T) {
 	dir, conf := perlWorld(t)
 	w := &world{dir: dir, conf: conf}
-	before := snapshotTree(t, dir)
+	before := testfs.Snapshot(t, dir)
 
 	stdout, stderr, code := w.cli(t, "migrate", "check")
 
-	if diff := cmp.Diff(before, snapshotTree(t, dir)); diff != "" {
+	if diff := cmp.Diff(before, testfs.Snapshot(t, dir)); diff != "" {
 		t.Errorf("migrate check changed files (-before +after):\n%s", diff)
 	}
 	if code != 0 || stderr != "" {
@@ -231,11 +147,11 @@ func TestMigrateCheckJSONMixed(t *testing.T) {
 		t.Fatal(err)
 	}
 	w := &world{dir: dir, conf: conf}
-	before := snapshotTree(t, dir)
+	before := testfs.Snapshot(t, dir)
 
 	stdout, stderr, code := w.cli(t, "migrate", "check", "--json")
 
-	if diff := cmp.Diff(before, snapshotTree(t, dir)); diff != "" {
+	if diff := cmp.Diff(before, testfs.Snapshot(t, dir)); diff != "" {
 		t.Errorf("migrate check changed files (-before +after):\n%s", diff)
 	}
 	var r struct {
@@ -306,11 +222,11 @@ func TestMigrateCheckOurs(t *testing.T) {
 		Expiry: pki.FormatOpenSSLTime(time.Now().AddDate(1, 0, 0)), ReqID: "d1b2c3d4e5f60718", KeyFingerprint: fp, Serial: "0a0b"}); err != nil {
 		t.Fatal(err)
 	}
-	before := snapshotTree(t, w.dir)
+	before := testfs.Snapshot(t, w.dir)
 
 	stdout, stderr, code := w.cli(t, "migrate", "check")
 
-	if diff := cmp.Diff(before, snapshotTree(t, w.dir)); diff != "" {
+	if diff := cmp.Diff(before, testfs.Snapshot(t, w.dir)); diff != "" {
 		t.Errorf("migrate check changed files (-before +after):\n%s", diff)
 	}
 	if code != 0 || stderr != "" || !strings.HasSuffix(stdout, "\nnothing blocks a takeover\n") || strings.Contains(stdout, "BLOCK") {
@@ -339,4 +255,9 @@ func TestMigrateCheckBadConfig(t *testing.T) {
 	if _, stderr, code := w.cli(t, "migrate", "check", "extra"); code != 2 {
 		t.Errorf("with an argument: exit %d %q", code, stderr)
 	}
+}
+
+// v1CertString is pkitest.V1Cert as a string, for the file maps.
+func v1CertString(t *testing.T, subject, issuer string, serial int64, pub crypto.PublicKey, signer *rsa.PrivateKey, nb, na time.Time) string {
+	return string(pkitest.V1Cert(t, subject, issuer, serial, pub, signer, nb, na))
 }

@@ -1,15 +1,10 @@
 package control
 
 import (
-	"crypto"
 	"crypto/rand"
 	"crypto/rsa"
-	"crypto/sha256"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/asn1"
 	"encoding/pem"
-	"math/big"
 	"os"
 	"path/filepath"
 	"strings"
@@ -19,6 +14,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/dispatcher-dev/dispatcher/internal/testfs"
 	"github.com/dispatcher-dev/dispatcher/pki"
 	"github.com/dispatcher-dev/dispatcher/pki/pkitest"
 	"github.com/dispatcher-dev/dispatcher/roles/internal/store"
@@ -48,69 +44,6 @@ func perlKeys(t *testing.T) (ca, dispatcher *rsa.PrivateKey) {
 	return rsaKeys[0], rsaKeys[1]
 }
 
-// v1Cert makes what openssl makes without an extension file (req -x509,
-// x509 -req -CA): an X.509 v1 certificate, subject CN only, no extension
-// at all (no SAN, no EKU, no basic constraints), signed with
-// sha256WithRSAEncryption by signer.
-func v1Cert(t *testing.T, subject, issuer string, serial int64, pub crypto.PublicKey, signer *rsa.PrivateKey, notBefore, notAfter time.Time) []byte {
-	t.Helper()
-	name := func(cn string) asn1.RawValue {
-		der, err := asn1.Marshal(pkix.Name{CommonName: cn}.ToRDNSequence())
-		if err != nil {
-			t.Fatal(err)
-		}
-		return asn1.RawValue{FullBytes: der}
-	}
-	spki, err := x509.MarshalPKIXPublicKey(pub)
-	if err != nil {
-		t.Fatal(err)
-	}
-	alg := pkix.AlgorithmIdentifier{Algorithm: asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 1, 11}, Parameters: asn1.NullRawValue}
-	type validity struct{ NotBefore, NotAfter time.Time }
-	tbs, err := asn1.Marshal(struct {
-		SerialNumber *big.Int
-		Signature    pkix.AlgorithmIdentifier
-		Issuer       asn1.RawValue
-		Validity     validity
-		Subject      asn1.RawValue
-		PublicKey    asn1.RawValue
-	}{big.NewInt(serial), alg, name(issuer), validity{notBefore.UTC(), notAfter.UTC()}, name(subject), asn1.RawValue{FullBytes: spki}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sum := sha256.Sum256(tbs)
-	sig, err := rsa.SignPKCS1v15(rand.Reader, signer, crypto.SHA256, sum[:])
-	if err != nil {
-		t.Fatal(err)
-	}
-	der, err := asn1.Marshal(struct {
-		TBS       asn1.RawValue
-		Algorithm pkix.AlgorithmIdentifier
-		Signature asn1.BitString
-	}{asn1.RawValue{FullBytes: tbs}, alg, asn1.BitString{Bytes: sig, BitLength: 8 * len(sig)}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := x509.ParseCertificate(der)
-	if err != nil || c.Version != 1 || len(c.Extensions) != 0 {
-		t.Fatalf("hand-made v1 certificate: %v", err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-}
-
-func writeFiles(t *testing.T, dir string, files map[string]string, mode os.FileMode) {
-	t.Helper()
-	for name, content := range files {
-		path := filepath.Join(dir, name)
-		if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, []byte(content), mode); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
-
 // perlEtc writes what the Perl dispatcher 0.5.x leaves in /etc/dispatcher:
 // an RSA CA (v1, openssl req -x509), its key in PKCS#1 (openssl genrsa of
 // OpenSSL 1.x), the dispatcher certificate (v1, CN dispatcher, serial 02
@@ -123,16 +56,16 @@ func perlEtc(t *testing.T, etc, state, conf string) MigrateCheckOptions {
 	if err != nil {
 		t.Fatal(err)
 	}
-	writeFiles(t, etc, map[string]string{
-		"ca.crt":         string(v1Cert(t, "Perl Dispatcher CA", "Perl Dispatcher CA", 0x3c1f, &caKey.PublicKey, caKey, nb, nb.AddDate(10, 0, 0))),
-		"dispatcher.crt": string(v1Cert(t, "dispatcher", "Perl Dispatcher CA", 2, &dKey.PublicKey, caKey, nb, nb.AddDate(2, 0, 0))),
+	testfs.WriteFiles(t, etc, map[string]string{
+		"ca.crt":         string(pkitest.V1Cert(t, "Perl Dispatcher CA", "Perl Dispatcher CA", 0x3c1f, &caKey.PublicKey, caKey, nb, nb.AddDate(10, 0, 0))),
+		"dispatcher.crt": string(pkitest.V1Cert(t, "dispatcher", "Perl Dispatcher CA", 2, &dKey.PublicKey, caKey, nb, nb.AddDate(2, 0, 0))),
 		"ca.serial":      "05\n",
 	}, 0o644)
-	writeFiles(t, etc, map[string]string{
+	testfs.WriteFiles(t, etc, map[string]string{
 		"ca.key":         string(pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(caKey)})),
 		"dispatcher.key": string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: dKeyDER})),
 	}, 0o600)
-	writeFiles(t, etc, map[string]string{"dispatcher.conf": conf}, 0o640)
+	testfs.WriteFiles(t, etc, map[string]string{"dispatcher.conf": conf}, 0o640)
 	return MigrateCheckOptions{
 		Config:   MigrateConfig{Path: filepath.Join(etc, "dispatcher.conf"), Legacy: true},
 		CA:       Pair{Cert: filepath.Join(etc, "ca.crt"), Key: filepath.Join(etc, "ca.key")},
@@ -149,7 +82,7 @@ func perlEtc(t *testing.T, etc, state, conf string) MigrateCheckOptions {
 // and revoked-serials in the Perl forms with one bad line.
 func perlState(t *testing.T, state string) {
 	t.Helper()
-	writeFiles(t, state, map[string]string{
+	testfs.WriteFiles(t, state, map[string]string{
 		"agents/web-01.json": `{"hostname":"web-01","ip":"10.0.0.5","paired":"2025-06-01T10:00:00Z","expiry":"Jun  1 10:00:00 2027 GMT","reqid":"a1b2c3d4e5f60718"}`,
 		"agents/web-02.json": `{"hostname":"web-02","ip":"10.0.0.6","paired":"2025-09-01T10:00:00Z","expiry":"Sep  1 10:00:00 2026 GMT","reqid":"b1b2c3d4e5f60718",` +
 			`"serial_status":"pending","serial_broadcast":"2026-05-30T00:00:00Z","dispatcher_serial":"01"}`,
@@ -171,34 +104,6 @@ timeout = 60
 cert_days = 365
 `
 
-// snapshot records every file and directory under dirs: mode, size and
-// content, and the modification time.
-func snapshot(t *testing.T, dirs ...string) map[string]string {
-	t.Helper()
-	out := map[string]string{}
-	for _, d := range dirs {
-		err := filepath.Walk(d, func(path string, fi os.FileInfo, err error) error {
-			if err != nil {
-				return err
-			}
-			v := fi.Mode().String() + " " + fi.ModTime().String()
-			if fi.Mode().IsRegular() {
-				data, err := os.ReadFile(path)
-				if err != nil {
-					return err
-				}
-				v += " " + string(data)
-			}
-			out[path] = v
-			return nil
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	return out
-}
-
 func findingTexts(r *MigrateReport) map[string][]string {
 	out := map[string][]string{}
 	for _, s := range r.Sections {
@@ -215,11 +120,11 @@ func TestMigrateCheckPerl(t *testing.T) {
 	conf := strings.NewReplacer("%ETC%", etc, "%STATE%", state).Replace(perlConf)
 	o := perlEtc(t, etc, state, conf)
 	perlState(t, state)
-	before := snapshot(t, dir)
+	before := testfs.Snapshot(t, dir)
 
 	r := MigrateCheck(o)
 
-	if diff := cmp.Diff(before, snapshot(t, dir)); diff != "" {
+	if diff := cmp.Diff(before, testfs.Snapshot(t, dir)); diff != "" {
 		t.Errorf("migrate check changed files (-before +after):\n%s", diff)
 	}
 	want := map[string][]string{
@@ -272,7 +177,7 @@ func TestMigrateCheckBlocks(t *testing.T) {
 	etc, state := filepath.Join(dir, "etc"), filepath.Join(dir, "state")
 	o := perlEtc(t, etc, state, "")
 	perlState(t, state)
-	writeFiles(t, state, map[string]string{"agents/bad-01.json": `{"hostname":`}, 0o640)
+	testfs.WriteFiles(t, state, map[string]string{"agents/bad-01.json": `{"hostname":`}, 0o640)
 	if err := os.Chmod(filepath.Join(etc, "ca.key"), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -282,11 +187,11 @@ func TestMigrateCheckBlocks(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer release()
-	before := snapshot(t, dir)
+	before := testfs.Snapshot(t, dir)
 
 	r := MigrateCheck(o)
 
-	if diff := cmp.Diff(before, snapshot(t, dir)); diff != "" {
+	if diff := cmp.Diff(before, testfs.Snapshot(t, dir)); diff != "" {
 		t.Errorf("migrate check changed files (-before +after):\n%s", diff)
 	}
 	var blocks []string
@@ -318,8 +223,8 @@ func TestMigrateCheckOurs(t *testing.T) {
 	ca := pkitest.NewCA(t)
 	ca.WriteFiles(t, dir)
 	certPEM, keyPEM := pkitest.PEM(t, ca.Dispatcher(t))
-	writeFiles(t, dir, map[string]string{"d.crt": string(certPEM)}, 0o644)
-	writeFiles(t, dir, map[string]string{"d.key": string(keyPEM)}, 0o600)
+	testfs.WriteFiles(t, dir, map[string]string{"d.crt": string(certPEM)}, 0o644)
+	testfs.WriteFiles(t, dir, map[string]string{"d.key": string(keyPEM)}, 0o600)
 	agent := ca.Agent(t, "web-01").Leaf
 	fp, err := pki.Fingerprint(agent.PublicKey)
 	if err != nil {
@@ -332,7 +237,7 @@ func TestMigrateCheckOurs(t *testing.T) {
 	if err := st.PutAgent(a); err != nil {
 		t.Fatal(err)
 	}
-	before := snapshot(t, dir)
+	before := testfs.Snapshot(t, dir)
 
 	r := MigrateCheck(MigrateCheckOptions{
 		Config:   MigrateConfig{Path: filepath.Join(dir, "dispatcher.conf")},
@@ -341,7 +246,7 @@ func TestMigrateCheckOurs(t *testing.T) {
 		StateDir: state, CertDays: 365, Now: time.Now(), // pkitest's certificates are valid from now on
 	})
 
-	if diff := cmp.Diff(before, snapshot(t, dir)); diff != "" {
+	if diff := cmp.Diff(before, testfs.Snapshot(t, dir)); diff != "" {
 		t.Errorf("migrate check changed files (-before +after):\n%s", diff)
 	}
 	if !r.OK || r.Blockers != 0 {

@@ -11,11 +11,9 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/zap/zaptest"
-
 	"github.com/dispatcher-dev/dispatcher/internal/pgtest"
 	"github.com/dispatcher-dev/dispatcher/roles/internal/store"
-	"github.com/dispatcher-dev/dispatcher/roles/internal/store/postgres"
+	"github.com/dispatcher-dev/dispatcher/roles/internal/store/postgres/postgrestest"
 	"github.com/dispatcher-dev/dispatcher/wire"
 )
 
@@ -37,21 +35,8 @@ func filesNodes() nodes {
 func postgresNodes(srv *pgtest.Server) nodes {
 	return nodes{"postgres", func(t *testing.T, f *fleet) (store.Store, store.Store) {
 		url := srv.NewDB(t)
-		return openPG(t, url), openPG(t, url)
+		return postgrestest.Open(t, url), postgrestest.Open(t, url)
 	}}
-}
-
-// openPG opens the PostgreSQL store at url for the test.
-func openPG(t *testing.T, url string) *postgres.Store {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	s, err := postgres.Open(ctx, url, zaptest.NewLogger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = s.Close() })
-	return s
 }
 
 // waitUntil polls cond every 20 ms until it holds, failing t after within.
@@ -198,7 +183,7 @@ func TestLostOnAnotherHost(t *testing.T) {
 		return
 	}
 	url := pgtest.Start(t).NewDB(t)
-	a, b := openPG(t, url), openPG(t, url)
+	a, b := postgrestest.Open(t, url), postgrestest.Open(t, url)
 
 	// A process "on node-a" takes the locks of its run and stores it as
 	// running, then waits to be killed.
@@ -302,7 +287,7 @@ func TestLostOnAnotherHost(t *testing.T) {
 // lostChild is the child of TestLostOnAnotherHost: it plays a dispatcher
 // on node-a.invalid running a run, and waits to be killed.
 func lostChild(t *testing.T, url string) {
-	st := openPG(t, url)
+	st := postgrestest.Open(t, url)
 	reqid := NewReqID()
 	_, session, err := st.AcquireSession(store.LockHolder{PID: os.Getpid(), ReqID: reqid, User: "alice", Started: time.Now()},
 		[]store.LockKey{{Host: "web-01", Script: "deploy"}})

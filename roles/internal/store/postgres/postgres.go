@@ -72,11 +72,7 @@ const (
 // Errors name the database by its URL with the password replaced by
 // xxxxx; no error carries the password.
 func Open(ctx context.Context, rawURL string, log *zap.Logger) (*Store, error) {
-	if log == nil {
-		log = zap.NewNop()
-	}
-	log = log.Named("store")
-	cfg, err := parseURL(rawURL, log)
+	cfg, log, err := prepare(rawURL, log)
 	if err != nil {
 		return nil, err
 	}
@@ -103,11 +99,7 @@ func Open(ctx context.Context, rawURL string, log *zap.Logger) (*Store, error) {
 // under a PostgreSQL advisory lock, each in its own transaction, recorded
 // in the table schema_migrations (version, name, applied).
 func Migrate(ctx context.Context, rawURL string, log *zap.Logger) ([]int, error) {
-	if log == nil {
-		log = zap.NewNop()
-	}
-	log = log.Named("store")
-	cfg, err := parseURL(rawURL, log)
+	cfg, log, err := prepare(rawURL, log)
 	if err != nil {
 		return nil, err
 	}
@@ -147,6 +139,17 @@ var keepalives = []struct{ name, value string }{
 	{"tcp_keepalives_idle", "30"},
 	{"tcp_keepalives_interval", "10"},
 	{"tcp_keepalives_count", "3"},
+}
+
+// prepare is the start of Open and Migrate: the store's logger (nil: none)
+// and the connection settings of rawURL.
+func prepare(rawURL string, log *zap.Logger) (*dbConfig, *zap.Logger, error) {
+	if log == nil {
+		log = zap.NewNop()
+	}
+	log = log.Named("store")
+	cfg, err := parseURL(rawURL, log)
+	return cfg, log, err
 }
 
 func parseURL(raw string, log *zap.Logger) (*dbConfig, error) {
