@@ -28,6 +28,11 @@ type Entry struct {
 	User    string            // run as this user (name or numeric id); "" = the agent's own
 	Group   string            // run as this group (name or numeric id); "" = the user's primary group
 	Env     map[string]string // extra environment, applied last
+
+	// MaxConcurrent is how many runs of this entry may be in flight at
+	// once; 0 = no limit of its own. The caller enforces it: the runner
+	// does not count.
+	MaxConcurrent int
 }
 
 // Executable reports whether the entry's file (symbolic links followed) is
@@ -104,10 +109,10 @@ type Allowlist struct {
 // is not valid, when its path is not absolute, does not exist or is not a
 // regular file (after following symbolic links), when its env cannot be
 // carried by an environment (an empty name, '=' or NUL in a name, NUL in a
-// value), when its timeout is negative, or — if scriptDirs has any entry —
-// when its path, with every symbolic link resolved, is not inside one of
-// scriptDirs (resolved too). Of several entries with the same name, the
-// first is the one considered; the later ones are skipped.
+// value), when its timeout or MaxConcurrent is negative, or — if scriptDirs
+// has any entry — when its path, with every symbolic link resolved, is not
+// inside one of scriptDirs (resolved too). Of several entries with the same
+// name, the first is the one considered; the later ones are skipped.
 //
 // scriptDirs are absolute directories; empty strings in it are ignored (so
 // splitting an empty config value gives no restriction). A directory that
@@ -173,6 +178,9 @@ func (a *Allowlist) check(e Entry) error {
 	}
 	if e.Timeout < 0 {
 		return fmt.Errorf("timeout must not be negative, got %s", e.Timeout)
+	}
+	if e.MaxConcurrent < 0 {
+		return fmt.Errorf("max_concurrent must not be negative, got %d", e.MaxConcurrent)
 	}
 	if a.strict {
 		if _, err := resolveInside(e.Path, a.real); err != nil {

@@ -166,6 +166,8 @@ func TestNewAllowlist(t *testing.T) {
 		{Name: "badenv", Path: tr.ok, Env: map[string]string{"A=B": "x"}},
 		{Name: "nulenv", Path: tr.ok, Env: map[string]string{"A": "\x00"}},
 		{Name: "negative", Path: tr.ok, Timeout: -time.Second},
+		{Name: "once", Path: tr.ok, MaxConcurrent: 1},
+		{Name: "minus", Path: tr.ok, MaxConcurrent: -1},
 	}
 	al, warns := NewAllowlist(entries, []string{tr.scripts + "/"})
 
@@ -173,7 +175,7 @@ func TestNewAllowlist(t *testing.T) {
 	for _, e := range al.Entries() {
 		names = append(names, e.Name)
 	}
-	wantNames := []string{"b", "link-in", "nested", "ok", "via-dirlink"}
+	wantNames := []string{"b", "link-in", "nested", "ok", "once", "via-dirlink"}
 	if diff := cmp.Diff(wantNames, names); diff != "" {
 		t.Errorf("accepted entries, sorted (-want +got):\n%s", diff)
 	}
@@ -185,6 +187,9 @@ func TestNewAllowlist(t *testing.T) {
 	}
 	if e, _ := al.Lookup("b"); e.User != "nobody" || e.Env["K"] != "v" {
 		t.Errorf("entry b lost fields: %+v", e)
+	}
+	if e, _ := al.Lookup("once"); e.MaxConcurrent != 1 {
+		t.Errorf("entry once: MaxConcurrent %d, want 1", e.MaxConcurrent)
 	}
 	if diff := cmp.Diff([]string{tr.scripts}, al.ScriptDirs()); diff != "" {
 		t.Errorf("ScriptDirs (-want +got):\n%s", diff)
@@ -204,6 +209,7 @@ func TestNewAllowlist(t *testing.T) {
 		"badenv":   `env name "A=B" must be non-empty, without '=' or NUL; entry skipped`,
 		"nulenv":   "env A: value contains a NUL byte; entry skipped",
 		"negative": "timeout must not be negative, got -1s; entry skipped",
+		"minus":    "max_concurrent must not be negative, got -1; entry skipped",
 	}
 	gotWarn := map[string]string{}
 	for _, w := range warns {

@@ -43,6 +43,7 @@ type Server struct {
 	now    func() time.Time
 	mu     sync.Mutex // serialises snapshot swaps: reload, renewal and pushes
 
+	perScript        scriptSlots   // runs in flight per script, for max_concurrent in scripts.conf (scriptslots.go)
 	limiter          *limiter      // per-address network guard state (guard.go)
 	handshakeTimeout time.Duration // accept to completed TLS handshake
 }
@@ -246,6 +247,12 @@ func (s *Server) handleRun(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer s.slots.Add(-1)
+	if ok, n := s.perScript.acquire(entry.Name, entry.MaxConcurrent); !ok {
+		refuse(scriptBusy(entry.Name, n, entry.MaxConcurrent), zap.String("reason", "script at its max_concurrent"),
+			zap.Int("in_flight", n), zap.Int("max_concurrent", entry.MaxConcurrent))
+		return
+	}
+	defer s.perScript.release(entry.Name)
 
 	stdin, _ := json.Marshal(runContext{
 		Script: req.Script, Args: nonNil(req.Args), ReqID: req.ReqID, PeerIP: peer,

@@ -130,7 +130,8 @@ func loadAllowlist(p paths, cfg *config.Agent, log *zap.Logger) (allowlistLoad, 
 	out.warnings = warns
 	entries := make([]exec.Entry, 0, len(scripts))
 	for _, sc := range scripts {
-		entries = append(entries, exec.Entry{Name: sc.Name, Path: sc.Path, Timeout: sc.Timeout, User: sc.User, Group: sc.Group, Env: sc.Env})
+		entries = append(entries, exec.Entry{Name: sc.Name, Path: sc.Path, Timeout: sc.Timeout, User: sc.User, Group: sc.Group, Env: sc.Env,
+			MaxConcurrent: sc.MaxConcurrent})
 	}
 	out.allow, out.skipped = exec.NewAllowlist(entries, cfg.ScriptDirs)
 	return out, nil

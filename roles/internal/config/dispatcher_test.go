@@ -372,7 +372,8 @@ func TestShippedExamples(t *testing.T) {
 		t.Errorf("scripts.conf warnings: %v", warns)
 	}
 	want := []Script{
-		{Name: "deploy", Path: "/opt/dispatcher/scripts/deploy", Timeout: 10 * time.Minute, User: "deploy", Group: "deploy", Env: map[string]string{"DEPLOY_ENV": "prod"}},
+		{Name: "deploy", Path: "/opt/dispatcher/scripts/deploy", Timeout: 10 * time.Minute, User: "deploy", Group: "deploy", Env: map[string]string{"DEPLOY_ENV": "prod"},
+			MaxConcurrent: 1},
 		{Name: "uptime", Path: "/usr/bin/uptime"},
 	}
 	if diff := cmp.Diff(want, scripts, cmpopts.IgnoreFields(Script{}, "Line")); diff != "" {

@@ -54,6 +54,9 @@ func FuzzScripts(f *testing.F) {
 		"a = /bin/a\nb = rel\na = /bin/b\n",
 		"x = { path = \"/x\", env = { \"=\" = \"\" } }\n",
 		"[bad name]\npath = /x\n",
+		"[gate]\npath = \"/opt/gate\"\nmax_concurrent = 1\n[b]\npath = \"/b\"\nmax_concurrent = -3\n",
+		"g = { path = \"/g\", max_concurrent = 2 }\nh = { path = \"/h\", max_concurrent = \"2\" }\n",
+		"[big]\npath = \"/x\"\nmax_concurrent = 9223372036854775807\n",
 		"",
 	} {
 		f.Add([]byte(s))
@@ -75,7 +78,7 @@ func FuzzScripts(f *testing.F) {
 		}
 		loaded := map[string]bool{}
 		for i, s := range scripts {
-			if !scriptName.MatchString(s.Name) || !filepath.IsAbs(s.Path) {
+			if !scriptName.MatchString(s.Name) || !filepath.IsAbs(s.Path) || s.MaxConcurrent < 0 {
 				t.Fatalf("bad entry accepted: %+v", s)
 			}
 			if err := s.Validate(); err != nil {

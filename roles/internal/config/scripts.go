@@ -16,19 +16,21 @@ import (
 
 // Script is one scripts.conf entry: the allowlist of the agent.
 type Script struct {
-	Name    string            // matches ^[A-Za-z0-9_-]{1,64}$
-	Path    string            // absolute, as written (existence and script_dirs are checked by exec)
-	Timeout time.Duration     // 0 = the agent's default_timeout
-	User    string            // run as this user; "" = the agent's own
-	Group   string            // run as this group; "" = the user's
-	Env     map[string]string // extra environment; nil when none
-	Line    int               // line of the entry in scripts.conf
+	Name          string            // matches ^[A-Za-z0-9_-]{1,64}$
+	Path          string            // absolute, as written (existence and script_dirs are checked by exec)
+	Timeout       time.Duration     // 0 = the agent's default_timeout
+	User          string            // run as this user; "" = the agent's own
+	Group         string            // run as this group; "" = the user's
+	Env           map[string]string // extra environment; nil when none
+	MaxConcurrent int               // runs of this script at once on the agent; 0 = only the agent's max_concurrent
+	Line          int               // line of the entry in scripts.conf
 }
 
 var scriptName = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 
 // Validate reports why an entry cannot be used: a bad name, a path that is
-// not absolute, or an env name or value that the environment cannot carry.
+// not absolute, an env name or value that the environment cannot carry, or
+// a negative timeout or max_concurrent.
 func (s Script) Validate() error {
 	if !scriptName.MatchString(s.Name) {
 		return fmt.Errorf("script name %s must match ^[A-Za-z0-9_-]{1,64}$", quote(s.Name))
@@ -52,15 +54,19 @@ func (s Script) Validate() error {
 	if s.Timeout < 0 {
 		return fmt.Errorf("timeout must not be negative, got %s", FormatDuration(s.Timeout))
 	}
+	if s.MaxConcurrent < 0 {
+		return fmt.Errorf("max_concurrent must not be negative, got %d", s.MaxConcurrent)
+	}
 	return nil
 }
 
 // LoadScripts reads scripts.conf (TOML or legacy name = /abs/path lines)
 // and returns its entries sorted by name, with the warnings it logged.
 //
-// An entry whose name, path or env is unacceptable, or that repeats a name,
-// is skipped with a warning naming file, line and key; the rest still
-// load. A syntax error, a value of the wrong type (say timeout = true) or a
+// An entry whose name, path or env is unacceptable, whose timeout or
+// max_concurrent is negative, or that repeats a name, is skipped with a
+// warning naming file, line and key; the rest still load. A syntax error, a
+// value of the wrong type (say timeout = true or max_concurrent = "1") or a
 // table without path is an *Error, and nothing loads. A file that cannot be
 // read is returned as the *fs.PathError.
 func LoadScripts(path string, log *zap.Logger) ([]Script, []Warning, error) {
@@ -121,6 +127,8 @@ func (d *doc) script(name string, v value) (Script, error) {
 			s.User, err = stringValue(fv)
 		case "group":
 			s.Group, err = stringValue(fv)
+		case "max_concurrent":
+			s.MaxConcurrent, err = intValue(fv)
 		case "env":
 			if s.Env, err = stringMapValue(fv, key); len(s.Env) == 0 {
 				s.Env = nil

@@ -37,6 +37,18 @@ path = "scripts/relative.sh"
 [bad-env]
 path = "/bin/env"
 env = { "A=B" = "x" }
+
+[once]
+path = "/opt/scripts/once.sh"
+max_concurrent = 1
+
+[pair]
+path = "/opt/scripts/pair.sh"
+max_concurrent = 2
+
+[negative]
+path = "/opt/scripts/negative.sh"
+max_concurrent = -1
 `)
 	got, warnings, err := LoadScripts(path, log)
 	if err != nil {
@@ -46,6 +58,8 @@ env = { "A=B" = "x" }
 		{Name: "backup", Path: "/opt/scripts/backup.sh", Timeout: 2 * time.Hour, User: "backup", Group: "disk",
 			Env: map[string]string{"TARGET": "s3://bucket", "LEVEL": "1"}, Line: 6},
 		{Name: "deploy", Path: "/opt/scripts/deploy.sh", Timeout: 2 * time.Minute, Line: 4},
+		{Name: "once", Path: "/opt/scripts/once.sh", MaxConcurrent: 1, Line: 27},
+		{Name: "pair", Path: "/opt/scripts/pair.sh", MaxConcurrent: 2, Line: 31},
 		{Name: "uptime", Path: "/usr/bin/uptime", Line: 2},
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
@@ -56,6 +70,7 @@ env = { "A=B" = "x" }
 		{File: path, Line: 17, Key: "bad name", Reason: "script name must match ^[A-Za-z0-9_-]{1,64}$; entry skipped"},
 		{File: path, Line: 20, Key: "relative", Reason: `path "scripts/relative.sh" is not absolute; entry skipped`},
 		{File: path, Line: 23, Key: "bad-env", Reason: `env name "A=B" must be non-empty without '=' or NUL; entry skipped`},
+		{File: path, Line: 35, Key: "negative", Reason: "max_concurrent must not be negative, got -1; entry skipped"},
 	}
 	if diff := cmp.Diff(wantWarnings, warnings); diff != "" {
 		t.Errorf("warnings (-want +got):\n%s", diff)
@@ -111,6 +126,12 @@ func TestScriptsErrors(t *testing.T) {
 			`FILE:1: key "deploy": must be a path string or a table with path, got integer 5`},
 		{"timeout type", "[deploy]\npath = \"/x\"\ntimeout = true\n",
 			`FILE:3: key "deploy.timeout": must be a number of seconds or a duration like "90s", got boolean true`},
+		{"max_concurrent string", "[deploy]\npath = \"/x\"\nmax_concurrent = \"1\"\n",
+			`FILE:3: key "deploy.max_concurrent": must be an integer, got string "1"`},
+		{"max_concurrent float", "[deploy]\npath = \"/x\"\nmax_concurrent = 1.5\n",
+			`FILE:3: key "deploy.max_concurrent": must be an integer, got float 1.5`},
+		{"max_concurrent inline", "deploy = { path = \"/x\", max_concurrent = true }\n",
+			`FILE:1: key "deploy.max_concurrent": must be an integer, got boolean true`},
 		{"env value type", "[deploy]\npath = \"/x\"\n[deploy.env]\nA = 1\n",
 			`FILE:4: key "deploy.env.A": must be a string, got integer 1`},
 		{"toml syntax", "a = \"/x\"\nb = \"/y\n",
@@ -145,6 +166,8 @@ func TestScriptValidate(t *testing.T) {
 		{Script{Name: "x", Path: "/bin/true", Env: map[string]string{"": "b"}}, `env name "" must be non-empty without '=' or NUL`},
 		{Script{Name: "x", Path: "/bin/true", Env: map[string]string{"A": "b\x00"}}, `env "A": value contains a NUL byte`},
 		{Script{Name: "x", Path: "/bin/true", Timeout: -time.Second}, "timeout must not be negative, got -1s"},
+		{Script{Name: "x", Path: "/bin/true", MaxConcurrent: 1}, ""},
+		{Script{Name: "x", Path: "/bin/true", MaxConcurrent: -1}, "max_concurrent must not be negative, got -1"},
 	} {
 		got := ""
 		if err := tc.s.Validate(); err != nil {
