@@ -28,12 +28,15 @@ const (
 
 // PairRequest is the body of POST /pair. CSR is PEM; Nonce is random
 // (at least 16 bytes, hex) and echoed in the approval; Port is the port the
-// agent serves the operational protocol on.
+// agent serves the operational protocol on; Tags, optional, are the
+// agent's [tags], which the dispatcher registers on approval (a dispatcher
+// that does not know the field ignores it).
 type PairRequest struct {
-	Hostname string `json:"hostname"`
-	CSR      string `json:"csr"`
-	Nonce    string `json:"nonce"`
-	Port     int    `json:"port"`
+	Hostname string            `json:"hostname"`
+	CSR      string            `json:"csr"`
+	Nonce    string            `json:"nonce"`
+	Port     int               `json:"port"`
+	Tags     map[string]string `json:"tags,omitempty"`
 }
 
 // PairResponse answers POST /pair (202 pending with ReqID, or an error

@@ -44,10 +44,11 @@ const (
 // pairOptions are request-pairing's choices once the flags and agent.conf
 // are combined and checked.
 type pairOptions struct {
-	dispatcher string // host:port of the pairing listener
-	hostname   string // the name to pair under
-	port       int    // the agent's serving port, sent to the dispatcher
-	pin        string // normalised --ca-fingerprint; "" = none
+	dispatcher string            // host:port of the pairing listener
+	hostname   string            // the name to pair under
+	port       int               // the agent's serving port, sent to the dispatcher
+	pin        string            // normalised --ca-fingerprint; "" = none
+	tags       map[string]string // agent.conf's [tags], sent for the registry
 	wait       time.Duration
 	force      bool
 }
@@ -204,7 +205,7 @@ func (pr *pairer) submit(ctx context.Context, o pairOptions) (st *pairState, rep
 	}
 	defer client.Close()
 	st = &pairState{Nonce: hex.EncodeToString(nonce), Hostname: o.hostname, Dispatcher: o.dispatcher, Pin: o.pin, Files: files}
-	ticket, err := client.Request(ctx, wire.PairRequest{Hostname: o.hostname, CSR: string(csrPEM), Nonce: st.Nonce, Port: o.port})
+	ticket, err := client.Request(ctx, wire.PairRequest{Hostname: o.hostname, CSR: string(csrPEM), Nonce: st.Nonce, Port: o.port, Tags: o.tags})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -429,9 +430,13 @@ func resumePairing(ctx context.Context, statePath string, log *zap.Logger) (*x50
 }
 
 // pairOptionsFor combines the flags with agent.conf and checks them all,
-// before anything is written or sent.
+// before anything is written or sent. The tags of agent.conf go with the
+// request; more than a dispatcher takes (config.MaxTags) are refused here.
 func pairOptionsFor(cfg *config.Agent, f pairFlags) (pairOptions, error) {
-	o := pairOptions{hostname: cfg.Hostname, port: cfg.Port, force: f.force}
+	o := pairOptions{hostname: cfg.Hostname, port: cfg.Port, tags: cfg.Tags, force: f.force}
+	if err := config.CheckTags(cfg.Tags); err != nil {
+		return o, fmt.Errorf("the [tags] of agent.conf cannot be sent for pairing: %w", err)
+	}
 	if f.hostname != "" {
 		o.hostname = f.hostname
 	}

@@ -26,7 +26,9 @@ func requestPairingCommand() *cli.Command {
 		Description: "Checks that the directories of cert, key and ca in agent.conf can be written, makes a new\n" +
 			"key (it never leaves this host) and a certificate request for the host name, sends it to the\n" +
 			"dispatcher's pairing listener and shows a 6-digit code: approve on the dispatcher only if it\n" +
-			"shows the same code. On approval agent.key (0640), agent.crt and ca.crt (0644) are written.\n" +
+			"shows the same code. The [tags] of agent.conf go with the request: the dispatcher shows them\n" +
+			"before approval and registers them. On approval agent.key (0640), agent.crt and ca.crt (0644)\n" +
+			"are written.\n" +
 			"\n" +
 			"Foreground: prints \"Request ID: ID\" and \"Pairing code: NNNNNN …\" and waits (--timeout,\n" +
 			"default 600 s). --background prints the request id alone on stdout (the code goes to stderr)\n" +

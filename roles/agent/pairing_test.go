@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -49,6 +50,7 @@ type pairListener struct {
 type pairEntry struct {
 	id   string
 	req  wire.PairRequest
+	body []byte // as sent
 	csr  *x509.CertificateRequest
 	code string // the code the dispatcher shows, from its own leaf
 }
@@ -84,6 +86,12 @@ func (l *pairListener) setDecide(f func(e *pairEntry) wire.PairResponse) {
 }
 
 func (l *pairListener) handlePair(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		wire.WriteJSON(w, http.StatusBadRequest, wire.PairResponse{Status: wire.PairError, Reason: err.Error()})
+		return
+	}
+	r.Body = io.NopCloser(bytes.NewReader(body))
 	var req wire.PairRequest
 	if err := wire.DecodeRequest(r, &req); err != nil {
 		wire.WriteJSON(w, http.StatusBadRequest, wire.PairResponse{Status: wire.PairError, Reason: err.Error()})
@@ -95,7 +103,7 @@ func (l *pairListener) handlePair(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	l.mu.Lock()
-	e := &pairEntry{id: fmt.Sprintf("%016x", 0xabc0+len(l.entries)), req: req, csr: csr, code: wire.PairingCode(csr.Raw, l.leaf.Raw)}
+	e := &pairEntry{id: fmt.Sprintf("%016x", 0xabc0+len(l.entries)), req: req, body: body, csr: csr, code: wire.PairingCode(csr.Raw, l.leaf.Raw)}
 	l.entries[e.id] = e
 	l.mu.Unlock()
 	wire.WriteJSON(w, http.StatusAccepted, wire.PairResponse{Status: wire.PairPending, ReqID: e.id})
@@ -269,6 +277,51 @@ func TestRequestPairingApproved(t *testing.T) {
 	if !strings.Contains(forced.stderr, "SIGHUP") {
 		t.Errorf("no reload hint after re-pairing:\n%s", forced.stderr)
 	}
+}
+
+// TestRequestPairingTags: the request carries agent.conf's [tags] (no
+// "tags" at all without them, as older agents send it), and more tags
+// than a dispatcher takes are refused before anything is sent.
+func TestRequestPairingTags(t *testing.T) {
+	ca := pkitest.NewCA(t)
+	for _, c := range []struct {
+		name, conf string
+		want       map[string]string
+	}{
+		{"tags", "[tags]\nrole = \"web\"\nenv = \"prod\"\n", map[string]string{"role": "web", "env": "prod"}},
+		{"no tags", "", nil},
+	} {
+		l := startPairListener(t, ca)
+		l.setDecide(func(e *pairEntry) wire.PairResponse { return approve(t, ca, e) })
+		a := newPairAgent(t, c.conf)
+		if r := a.pair(t, l, "--timeout", "20"); r.code != 0 {
+			t.Fatalf("%s: exit %d: %s", c.name, r.code, r.stderr)
+		}
+		e := l.only(t)
+		if d := cmp.Diff(c.want, e.req.Tags); d != "" {
+			t.Errorf("%s: tags sent (-want +got):\n%s", c.name, d)
+		}
+		if strings.Contains(string(e.body), `"tags"`) != (c.want != nil) {
+			t.Errorf("%s: body sent: %s", c.name, e.body)
+		}
+	}
+
+	l := startPairListener(t, ca)
+	var many strings.Builder
+	many.WriteString("[tags]\n")
+	for i := range 65 {
+		fmt.Fprintf(&many, "t%d = \"x\"\n", i)
+	}
+	a := newPairAgent(t, many.String())
+	r := a.pair(t, l, "--timeout", "1")
+	if r.code != 1 || !strings.Contains(r.stderr, "[tags] of agent.conf cannot be sent for pairing") ||
+		!strings.Contains(r.stderr, "65 tags; a dispatcher takes at most 64, remove some") {
+		t.Errorf("65 tags: exit %d\n%s", r.code, r.stderr)
+	}
+	if n := l.requests.Load(); n != 0 {
+		t.Errorf("65 tags: %d requests sent", n)
+	}
+	a.nothingStored(t)
 }
 
 func TestRequestPairingDenied(t *testing.T) {

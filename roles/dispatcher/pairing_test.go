@@ -54,8 +54,8 @@ func TestPairingCommands(t *testing.T) {
 
 	stdout, _, code = w.cli(t, "list-requests")
 	lines := strings.Split(strings.TrimSuffix(stdout, "\n"), "\n")
-	if code != 0 || len(lines) != 4 || !regexp.MustCompile(`^REQID +HOSTNAME +IP +CODE +AGE +FLAG$`).MatchString(lines[0]) ||
-		!regexp.MustCompile(`^-+  -+  -+  -+  -+  -+$`).MatchString(lines[1]) ||
+	if code != 0 || len(lines) != 4 || !regexp.MustCompile(`^REQID +HOSTNAME +IP +CODE +AGE +TAGS +FLAG$`).MatchString(lines[0]) ||
+		!regexp.MustCompile(`^-+  -+  -+  -+  -+  -+  -+$`).MatchString(lines[1]) ||
 		!regexp.MustCompile(`^`+r1.ReqID+`  web-01    192\.0\.2\.5  `+r1.Code+`  [0-9]+s$`).MatchString(lines[2]) ||
 		!strings.HasPrefix(lines[3], r2.ReqID+"  web-02") {
 		t.Errorf("list-requests: exit %d\n%s", code, stdout)
@@ -69,7 +69,7 @@ func TestPairingCommands(t *testing.T) {
 		t.Fatalf("list-requests --json: exit %d %v\n%s", code, err, stdout)
 	}
 	if got := lr.Requests[0]; got["reqid"] != r1.ReqID || got["code"] != r1.Code || got["hostname"] != "web-01" ||
-		got["port"] != float64(7450) || got["already_paired"] != false {
+		got["port"] != float64(7450) || got["already_paired"] != false || !cmp.Equal(got["tags"], map[string]any{}) {
 		t.Errorf("list-requests --json: %v", got)
 	}
 	if strings.Contains(stdout, r1.Nonce) || strings.Contains(stdout, "CERTIFICATE REQUEST") {
@@ -136,6 +136,36 @@ func TestPairingCommands(t *testing.T) {
 		if code != c.code || !strings.Contains(stdout+stderr, c.want) {
 			t.Errorf("%q: exit %d %q %q; want %d and %q", c.args, code, stdout, stderr, c.code, c.want)
 		}
+	}
+}
+
+// TestListRequestsTags: the operator sees the tags an agent claims before
+// approving, written as list-agents writes them.
+func TestListRequestsTags(t *testing.T) {
+	w := newWorld(t, true)
+	now := time.Now()
+	r, err := w.st.AddPairRequest(store.PairRequest{Hostname: "web-01", IP: "192.0.2.5", Port: 7450, Code: "123456",
+		Created: now, Expires: now.Add(time.Hour), Tags: map[string]string{"role": "web", "env": "prod"}}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, _, code := w.cli(t, "list-requests")
+	lines := strings.Split(strings.TrimSuffix(stdout, "\n"), "\n")
+	if code != 0 || len(lines) != 3 ||
+		!regexp.MustCompile(`^`+r.ReqID+`  web-01    192\.0\.2\.5  123456  [0-9]+s +env=prod,role=web$`).MatchString(lines[2]) {
+		t.Errorf("list-requests: exit %d\n%s", code, stdout)
+	}
+	stdout, _, code = w.cli(t, "list-requests", "--json")
+	var lr struct {
+		Requests []struct {
+			Tags map[string]string `json:"tags"`
+		} `json:"requests"`
+	}
+	if err := json.Unmarshal([]byte(stdout), &lr); err != nil || code != 0 || len(lr.Requests) != 1 {
+		t.Fatalf("list-requests --json: exit %d %v\n%s", code, err, stdout)
+	}
+	if d := cmp.Diff(map[string]string{"env": "prod", "role": "web"}, lr.Requests[0].Tags); d != "" {
+		t.Errorf("list-requests --json tags (-want +got):\n%s", d)
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/dispatcher-dev/dispatcher/roles/internal/control"
+	"github.com/dispatcher-dev/dispatcher/roles/internal/output"
 	"github.com/dispatcher-dev/dispatcher/roles/internal/store"
 )
 
@@ -138,9 +139,13 @@ func (p *prompt) refresh() bool {
 	return printed
 }
 
-// describe is one request as announced and listed.
+// describe is one request as announced and listed, with the tags the
+// agent claims (approving registers them).
 func describe(n int, r control.PendingRequest) string {
 	s := fmt.Sprintf("[%d] %s  from %s  reqid %s  code %s", n, r.Hostname, r.IP, r.ReqID, r.Code)
+	if len(r.Tags) > 0 {
+		s += "  tags " + output.FormatTags(r.Tags)
+	}
 	if r.AlreadyPaired {
 		s += "  ALREADY PAIRED"
 		if r.PairedSerial != "" {

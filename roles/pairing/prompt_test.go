@@ -3,6 +3,7 @@ package pairing
 import (
 	"context"
 	"io"
+	"maps"
 	"strings"
 	"testing"
 	"time"
@@ -130,5 +131,33 @@ func TestPromptReplaceAndEOF(t *testing.T) {
 	}
 	if a, _ := w.st.GetAgent("web-01"); a.ReqID != again.ReqID {
 		t.Errorf("record after r1: %+v", a)
+	}
+}
+
+// TestPromptTags: the operator sees the tags an agent claims before
+// approving them into the registry.
+func TestPromptTags(t *testing.T) {
+	w := newWorld(t, 10)
+	a := newAgent(t, "web-05")
+	now := time.Now()
+	tags := map[string]string{"role": "web", "env": "prod"}
+	r, err := w.st.AddPairRequest(store.PairRequest{Hostname: "web-05", IP: "192.0.2.9", Port: 7443, CSR: a.req.CSR, Nonce: a.req.Nonce,
+		Code: "123456", Created: now, Expires: now.Add(time.Hour), Tags: tags}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := &syncBuffer{}
+	p := newPrompt(strings.NewReader("l\na\n"), out, w.p, time.Hour, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	p.run(ctx)
+	line := "[1] web-05  from 192.0.2.9  reqid " + r.ReqID + "  code 123456  tags env=prod,role=web\n"
+	for _, want := range []string{"new request " + line, "> " + line, "approved [1] web-05"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	if got, err := w.st.GetAgent("web-05"); err != nil || !maps.Equal(got.Tags, tags) {
+		t.Errorf("registry record after approval: %+v, %v; want tags %v", got, err, tags)
 	}
 }

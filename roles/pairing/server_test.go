@@ -10,6 +10,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -233,6 +234,8 @@ func TestPairOverTLS(t *testing.T) {
 	w := newWorld(t, 10)
 	l := startListener(t, w)
 	a := newAgent(t, "web-01")
+	tags := map[string]string{"role": "web", "env": "prod"}
+	a.req.Tags = tags
 
 	got := l.post(t, a.req)
 	if got.status != http.StatusAccepted || got.resp.Status != wire.PairPending || len(got.resp.ReqID) != 16 {
@@ -254,6 +257,9 @@ func TestPairOverTLS(t *testing.T) {
 	}
 	if want := wire.PairingCode(csrDER(t, a.req.CSR), l.seenLeaf()); reqs[0].Code != want || reqs[0].IP != "127.0.0.1" {
 		t.Errorf("dispatcher code %s from %s; the agent computes %s", reqs[0].Code, reqs[0].IP, want)
+	}
+	if !maps.Equal(reqs[0].Tags, tags) {
+		t.Errorf("queued tags %v, want %v", reqs[0].Tags, tags)
 	}
 
 	// Nothing decided: the poll waits maxPoll and says pending.
@@ -284,7 +290,7 @@ func TestPairOverTLS(t *testing.T) {
 		t.Errorf("certificate received: %v", err)
 	}
 	rec, err := w.st.GetAgent("web-01")
-	if err != nil || rec.IP != "127.0.0.1" || rec.Port != 7443 || rec.Serial != pki.FormatSerial(cert.SerialNumber) {
+	if err != nil || rec.IP != "127.0.0.1" || rec.Port != 7443 || rec.Serial != pki.FormatSerial(cert.SerialNumber) || !maps.Equal(rec.Tags, tags) {
 		t.Errorf("registry: %+v, %v", rec, err)
 	}
 
@@ -348,10 +354,28 @@ func TestPairRefusalsOverTLS(t *testing.T) {
 		{"not json", "hello", 400, "json"},
 		{"array", "[1]", 400, "object"},
 		{"wrong type", `{"hostname":"web-01","port":"7443"}`, 400, "port"},
+		{"tag name with a space", with(func(r *wire.PairRequest) { r.Tags = map[string]string{"role": "web", "web server": "x"} }), 400,
+			`key "tags.web server": tag names are 1-64 letters, digits, '_', '.' or '-'`},
+		{"tag name 5000 chars", with(func(r *wire.PairRequest) { r.Tags = map[string]string{strings.Repeat("n", 5000): "x"} }), 400,
+			`key "tags.` + strings.Repeat("n", 64) + `…": tag names are`},
+		{"tag value with a control character", with(func(r *wire.PairRequest) { r.Tags = map[string]string{"env": "a\x1bb"} }), 400,
+			`key "tags.env": tag values are printable text of at most 1024 bytes`},
+		{"tag value 1025 bytes", with(func(r *wire.PairRequest) { r.Tags = map[string]string{"env": strings.Repeat("v", 1025)} }), 400, `key "tags.env"`},
+		{"65 tags", with(func(r *wire.PairRequest) {
+			r.Tags = map[string]string{}
+			for i := range 65 {
+				r.Tags[fmt.Sprint("t", i)] = "x"
+			}
+		}), 400, "65 tags; a dispatcher takes at most 64"},
+		{"tags not an object", strings.Replace(string(mustJSON(t, good)), `{`, `{"tags":"role=web",`, 1), 400, "tags"},
+		{"tag given twice", strings.Replace(string(mustJSON(t, good)), `{`, `{"tags":{"role":"web","role":"db"},`, 1), 400, `duplicate field "tags.role"`},
 	} {
 		got := l.post(t, c.body)
 		if got.status != c.status || got.resp.Status != wire.PairError || !strings.Contains(got.resp.Reason, c.want) {
 			t.Errorf("%s: %d %s; want %d with %q", c.name, got.status, got.body, c.status, c.want)
+		}
+		if len(got.resp.Reason) > 512 {
+			t.Errorf("%s: a reason of %d bytes", c.name, len(got.resp.Reason))
 		}
 	}
 	if reqs, _ := w.p.ListRequests(); len(reqs) != 0 {
@@ -376,7 +400,7 @@ func TestPairRefusalsOverTLS(t *testing.T) {
 	if got.status != http.StatusTooManyRequests || got.resp.Reason != "queue full: 2 requests pending; approve or deny some, or raise pairing_max_queue" {
 		t.Errorf("third request: %d %s", got.status, got.body)
 	}
-	if n := strings.Count(w.log.String(), "ACTION=pair-reject"); n < 14 {
+	if n := strings.Count(w.log.String(), "ACTION=pair-reject"); n < 21 {
 		t.Errorf("%d pair-reject events, want one per refusal:\n%s", n, w.log)
 	}
 
@@ -385,6 +409,15 @@ func TestPairRefusalsOverTLS(t *testing.T) {
 	if got := l.do(t, req); got.status != http.StatusNotFound || got.resp.Status != wire.PairError {
 		t.Errorf("GET /: %d %s", got.status, got.body)
 	}
+}
+
+func mustJSON(t *testing.T, v any) []byte {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
 
 func TestPollExpired(t *testing.T) {

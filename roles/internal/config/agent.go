@@ -242,12 +242,39 @@ func (c *Agent) checkDefaultTimeout() error {
 // them; values are printable text of at most maxTagValue bytes.
 const maxTagValue = 1024
 
-func (c *Agent) checkTags() error {
-	for _, k := range slices.Sorted(maps.Keys(c.Tags)) {
+// MaxTags is the most tags a dispatcher takes from one agent when it asks
+// to be paired (CheckTags). agent.conf itself does not bound their number.
+const MaxTags = 64
+
+// maxTagKeyShown bounds the key of a CheckTags error ("tags." and the
+// name): a name that long is refused for its length alone, and it came
+// from the network.
+const maxTagKeyShown = len("tags.") + 64
+
+func (c *Agent) checkTags() error { return checkTags(c.Tags) }
+
+// CheckTags checks tags an agent sent, as agent.conf's [tags] are checked:
+// at most MaxTags of them, names of 1-64 letters, digits, '_', '.' or '-',
+// values printable text of at most 1024 bytes. A refusal is an *Error with
+// Key "tags" (too many) or "tags.NAME" naming the first bad tag in sorted
+// order (a name over 64 bytes is shown cut short).
+func CheckTags(tags map[string]string) error {
+	if len(tags) > MaxTags {
+		return errorf("tags", "%d tags; a dispatcher takes at most %d, remove some", len(tags), MaxTags)
+	}
+	err := checkTags(tags)
+	if e, ok := err.(*Error); ok && len(e.Key) > maxTagKeyShown {
+		e.Key = e.Key[:maxTagKeyShown] + "…"
+	}
+	return err
+}
+
+func checkTags(tags map[string]string) error {
+	for _, k := range slices.Sorted(maps.Keys(tags)) {
 		if len(k) > 64 || !validLegacyName(k) {
 			return errorf("tags."+k, "tag names are 1-64 letters, digits, '_', '.' or '-'")
 		}
-		if v := c.Tags[k]; len(v) > maxTagValue || !printable(v) {
+		if v := tags[k]; len(v) > maxTagValue || !printable(v) {
 			return errorf("tags."+k, "tag values are printable text of at most %d bytes, got %s", maxTagValue, quote(v))
 		}
 	}

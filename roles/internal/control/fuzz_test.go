@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/dispatcher-dev/dispatcher/pki"
+	"github.com/dispatcher-dev/dispatcher/roles/internal/config"
 	"github.com/dispatcher-dev/dispatcher/wire"
 )
 
@@ -20,12 +21,13 @@ const fuzzPairBodyLimit = pki.MaxCSRSize + 8<<10
 // FuzzPairRequest takes a POST /pair body through the dispatcher's whole
 // intake, as the pairing listener does before anything is queued:
 // wire.DecodeRequest behind the body limit, then CheckPairRequest (host
-// name, nonce, port, CSR size, PEM, DER and signature).
+// name, nonce, port, tags, CSR size, PEM, DER and signature).
 //
 // A refusal is a *wire.RequestError (413 exactly when the body is over the
 // limit, else 400) or an *InvalidPairRequestError, each with a message. An
 // accepted request has a valid host name, a nonce of 16 to 128 hex digits,
-// a port 1-65535 and a CSR of at most 64 KiB whose signature verifies; it
+// a port 1-65535, tags as agent.conf's [tags] must be (at most
+// config.MaxTags) and a CSR of at most 64 KiB whose signature verifies; it
 // gets a 6-digit code; it is accepted again as the queue file keeps it; and
 // the CA can sign it for its host name, so an operator never sees a
 // request that approve must refuse.
@@ -51,6 +53,8 @@ func FuzzPairRequest(f *testing.F) {
 		{Hostname: "web-01", CSR: string(csr), Nonce: nonce, Port: 0},
 		{Hostname: "web-01", CSR: string(csr) + string(csr), Nonce: nonce, Port: 7443},
 		{Hostname: "web-01", CSR: strings.Replace(string(csr), "MII", "MIJ", 1), Nonce: nonce, Port: 7443},
+		{Hostname: "web-01.example.com", CSR: string(csr), Nonce: nonce, Port: 7443, Tags: map[string]string{"role": "web", "env": "prod"}},
+		{Hostname: "web-01.example.com", CSR: string(csr), Nonce: nonce, Port: 7443, Tags: map[string]string{"web server": "x", "env": "a\tb"}},
 	} {
 		b, err := json.Marshal(req)
 		if err != nil {
@@ -59,6 +63,7 @@ func FuzzPairRequest(f *testing.F) {
 		f.Add(b)
 	}
 	f.Add([]byte(`{"hostname":"web-01","csr":"","nonce":"","port":"7443"}`))
+	f.Add([]byte(`{"hostname":"web-01","tags":{"role":"web","role":"db"},"Tags":null,"port":7443}`))
 	leaf := ca.Cert.Raw // stands for the pairing listener's certificate
 	f.Fuzz(func(t *testing.T, body []byte) {
 		rec := httptest.NewRecorder()
@@ -95,6 +100,9 @@ func FuzzPairRequest(f *testing.F) {
 		}
 		if len(req.CSR) > pki.MaxCSRSize {
 			t.Fatalf("accepted a csr of %d bytes", len(req.CSR))
+		}
+		if err := config.CheckTags(req.Tags); err != nil || len(req.Tags) > config.MaxTags {
+			t.Fatalf("accepted %d tags an agent.conf could not hold: %v", len(req.Tags), err)
 		}
 		if err := csr.CheckSignature(); err != nil {
 			t.Fatalf("accepted a csr with a bad signature: %v", err)

@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"maps"
 	"math/big"
 	"strings"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/dispatcher-dev/dispatcher/pki"
+	"github.com/dispatcher-dev/dispatcher/roles/internal/config"
 	"github.com/dispatcher-dev/dispatcher/roles/internal/logging"
 	"github.com/dispatcher-dev/dispatcher/roles/internal/store"
 	"github.com/dispatcher-dev/dispatcher/wire"
@@ -120,8 +122,9 @@ type PendingRequest struct {
 
 // CheckPairRequest validates what an agent sent (SPEC §3.5): a valid DNS
 // host name, a nonce of MinNonceLen to MaxNonceLen hex digits, a serving
-// port 1-65535, and a PEM certificate request of at most 64 KiB whose
-// signature verifies. Errors are *InvalidPairRequestError.
+// port 1-65535, tags as agent.conf's [tags] must be and at most
+// config.MaxTags of them, and a PEM certificate request of at most 64 KiB
+// whose signature verifies. Errors are *InvalidPairRequestError.
 func CheckPairRequest(req wire.PairRequest) (*x509.CertificateRequest, error) {
 	if err := pki.ValidHostname(req.Hostname); err != nil {
 		return nil, &InvalidPairRequestError{Reason: err.Error()}
@@ -132,11 +135,23 @@ func CheckPairRequest(req wire.PairRequest) (*x509.CertificateRequest, error) {
 	if req.Port < 1 || req.Port > 65535 {
 		return nil, &InvalidPairRequestError{Reason: fmt.Sprintf("port %d is out of range 1-65535", req.Port)}
 	}
+	if err := checkPairTags(req.Tags); err != nil {
+		return nil, err
+	}
 	csr, err := pki.ParseCSR([]byte(req.CSR))
 	if err != nil {
 		return nil, &InvalidPairRequestError{Reason: err.Error()}
 	}
 	return csr, nil
+}
+
+// checkPairTags checks the tags a request carries as agent.conf's [tags]
+// are checked, and at most config.MaxTags of them (config.CheckTags).
+func checkPairTags(tags map[string]string) error {
+	if err := config.CheckTags(tags); err != nil {
+		return &InvalidPairRequestError{Reason: err.Error()}
+	}
+	return nil
 }
 
 func checkNonce(n string) error {
@@ -155,8 +170,8 @@ func checkNonce(n string) error {
 // Submit takes in a pairing request that arrived from sourceIP on a TLS
 // connection whose server certificate (the dispatcher's leaf, as served)
 // is leafDER. It validates the request (CheckPairRequest), computes the
-// code wire.PairingCode(csr DER, leafDER) and queues it with the
-// pairing_timeout expiry. Refusals are *InvalidPairRequestError,
+// code wire.PairingCode(csr DER, leafDER) and queues it, tags included,
+// with the pairing_timeout expiry. Refusals are *InvalidPairRequestError,
 // *store.PendingExistsError and *store.QueueFullError, each logged as
 // pair-reject; a queued request is logged as pair-request. A host name
 // that is registered already is queued, flagged AlreadyPaired.
@@ -170,6 +185,10 @@ func (p *Pairing) Submit(req wire.PairRequest, sourceIP string, leafDER []byte) 
 	if err != nil {
 		return reject(err)
 	}
+	var tags map[string]string
+	if len(req.Tags) > 0 {
+		tags = maps.Clone(req.Tags)
+	}
 	now := p.now().UTC()
 	r, err := p.o.Queue.AddPairRequest(store.PairRequest{
 		Hostname: req.Hostname,
@@ -180,13 +199,15 @@ func (p *Pairing) Submit(req wire.PairRequest, sourceIP string, leafDER []byte) 
 		Code:     wire.PairingCode(csr.Raw, leafDER),
 		Created:  now,
 		Expires:  now.Add(p.o.Timeout),
+		Tags:     tags,
 	}, p.o.MaxQueue)
 	if err != nil {
 		return reject(err)
 	}
 	pr := p.flag(r)
-	logging.Event(p.log, logging.ActionPairRequest, zap.String("reqid", r.ReqID), zap.String("host", r.Hostname),
-		zap.String("ip", r.IP), zap.Int("port", r.Port), zap.String("code", r.Code), zap.Bool("already_paired", pr.AlreadyPaired))
+	fields := []zap.Field{zap.String("reqid", r.ReqID), zap.String("host", r.Hostname),
+		zap.String("ip", r.IP), zap.Int("port", r.Port), zap.String("code", r.Code), zap.Bool("already_paired", pr.AlreadyPaired)}
+	logging.Event(p.log, logging.ActionPairRequest, append(fields, tagsField(r.Tags)...)...)
 	return pr, nil
 }
 
@@ -246,9 +267,10 @@ type Approval struct {
 // request again, signs the CSR for the requested host name for cert_days
 // (pki CA.SignAgentCSR: only the public key is taken from the CSR), writes
 // the registry record (the source IP of the pairing connection, the port
-// the agent sent, the key fingerprint and the serial) and records the
-// approval with the certificate and the CA for the agent to fetch. All of
-// this happens once per request, however many approvals race.
+// and the tags the agent sent, the key fingerprint and the serial) and
+// records the approval with the certificate and the CA for the agent to
+// fetch. All of this happens once per request, however many approvals
+// race.
 //
 // A host name that is registered already is refused with an
 // *AlreadyPairedError unless replace is set or the record was written by
@@ -265,7 +287,7 @@ func (p *Pairing) Approve(reqid string, replace bool) (*Approval, error) {
 	var out Approval
 	now := p.now().UTC()
 	r, err := p.o.Queue.DecidePairRequest(reqid, now, func(r store.PairRequest) (store.Decision, error) {
-		csr, err := CheckPairRequest(wire.PairRequest{Hostname: r.Hostname, CSR: r.CSR, Nonce: r.Nonce, Port: r.Port})
+		csr, err := CheckPairRequest(wire.PairRequest{Hostname: r.Hostname, CSR: r.CSR, Nonce: r.Nonce, Port: r.Port, Tags: r.Tags})
 		if err != nil {
 			return store.Decision{}, fmt.Errorf("pairing request %s: %w; deny it", r.ReqID, err)
 		}
@@ -308,6 +330,9 @@ func (p *Pairing) Approve(reqid string, replace bool) (*Approval, error) {
 			KeyFingerprint: fp,
 			Serial:         pki.FormatSerial(cert.SerialNumber),
 		}
+		if len(r.Tags) > 0 {
+			out.Agent.Tags = maps.Clone(r.Tags)
+		}
 		if err := p.o.Registry.PutAgent(out.Agent); err != nil {
 			return store.Decision{}, fmt.Errorf("write the registry record of %s: %w", r.Hostname, err)
 		}
@@ -318,10 +343,19 @@ func (p *Pairing) Approve(reqid string, replace bool) (*Approval, error) {
 		return nil, err
 	}
 	out.Request = r
-	logging.Event(p.log, logging.ActionPairApprove, zap.String("reqid", r.ReqID), zap.String("host", r.Hostname),
+	fields := []zap.Field{zap.String("reqid", r.ReqID), zap.String("host", r.Hostname),
 		zap.String("ip", r.IP), zap.Int("port", r.Port), zap.String("serial", out.Agent.Serial),
-		zap.String("expiry", out.Agent.Expiry), zap.String("replaced_serial", out.Revoked))
+		zap.String("expiry", out.Agent.Expiry), zap.String("replaced_serial", out.Revoked)}
+	logging.Event(p.log, logging.ActionPairApprove, append(fields, tagsField(out.Agent.Tags)...)...)
 	return &out, nil
+}
+
+// tagsField logs an agent's tags, when it has any.
+func tagsField(tags map[string]string) []zap.Field {
+	if len(tags) == 0 {
+		return nil
+	}
+	return []zap.Field{zap.Any("tags", tags)}
 }
 
 // DefaultDenyReason is the reason of a denial without one.

@@ -16,6 +16,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -202,6 +203,86 @@ func TestPairingApprove(t *testing.T) {
 	}
 }
 
+// queue puts a request for host with tags in the queue as Submit leaves
+// it, and returns its request id.
+func (w *pairWorld) queue(host string, tags map[string]string) string {
+	w.t.Helper()
+	req, _ := w.agentRequest(host, 7443)
+	now := w.clock.Now()
+	r, err := w.st.AddPairRequest(store.PairRequest{Hostname: host, IP: "127.0.0.1", Port: req.Port, CSR: req.CSR, Nonce: req.Nonce,
+		Code: "123456", Created: now, Expires: now.Add(time.Hour), Tags: tags}, 0)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	return r.ReqID
+}
+
+// TestPairingApproveTags: the registry record holds exactly the tags the
+// agent sent, and none when it sent none.
+func TestPairingApproveTags(t *testing.T) {
+	w := newPairWorld(t, nil)
+	for _, c := range []struct {
+		host string
+		tags map[string]string
+		want map[string]string
+	}{
+		{"web-01", map[string]string{"role": "web", "env": "prod", "rack.row-2_b": "a b=c,d"}, map[string]string{"role": "web", "env": "prod", "rack.row-2_b": "a b=c,d"}},
+		{"web-02", nil, nil},
+		{"web-03", map[string]string{}, nil},
+	} {
+		req, _ := w.agentRequest(c.host, 7443)
+		req.Tags = c.tags
+		pr, err := w.p.Submit(req, "127.0.0.1", w.leaf.Certificate[0])
+		if err != nil {
+			t.Fatalf("%s: %v", c.host, err)
+		}
+		if d := cmp.Diff(c.want, pr.Tags); d != "" {
+			t.Errorf("%s: queued tags (-want +got):\n%s", c.host, d)
+		}
+		ap, err := w.p.Approve(pr.ReqID, false)
+		if err != nil {
+			t.Fatalf("%s: %v", c.host, err)
+		}
+		got, err := w.st.GetAgent(c.host)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := cmp.Diff(c.want, got.Tags); d != "" {
+			t.Errorf("%s: registry record tags (-want +got):\n%s", c.host, d)
+		}
+		if d := cmp.Diff(c.want, ap.Agent.Tags); d != "" {
+			t.Errorf("%s: Approval.Agent tags (-want +got):\n%s", c.host, d)
+		}
+	}
+	rec, err := os.ReadFile(filepath.Join(w.st.Dir(), "agents", "web-02.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(rec), "tags") {
+		t.Errorf("record of a request without tags has a tags field:\n%s", rec)
+	}
+	for _, action := range []string{"pair-request", "pair-approve"} {
+		if !regexp.MustCompile(`(?m)^ACTION=` + action + ` .*HOST=web-01 .*TAGS="\{\\"env\\":\\"prod\\",`).MatchString(w.logs()) {
+			t.Errorf("%s does not log the tags:\n%s", action, w.logs())
+		}
+	}
+
+	// A queued request whose tags an agent.conf could not hold (a queue
+	// file from elsewhere) is not approved.
+	bad := w.queue("web-04", map[string]string{"role": "web", "bad name": "x"})
+	_, err = w.p.Approve(bad, false)
+	var ie *InvalidPairRequestError
+	if !errors.As(err, &ie) || !strings.Contains(err.Error(), `"tags.bad name"`) || !strings.Contains(err.Error(), "deny it") {
+		t.Errorf("approve with a bad tag: %v, want *InvalidPairRequestError naming it", err)
+	}
+	if r, _ := w.st.GetPairRequest(bad); r.Status != store.PairPending {
+		t.Errorf("refused approval decided the request: %s", r.Status)
+	}
+	if _, err := w.st.GetAgent("web-04"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("refused approval wrote a record: %v", err)
+	}
+}
+
 func TestPairingSubmitRefusals(t *testing.T) {
 	w := newPairWorld(t, func(o *PairingOptions) { o.MaxQueue = 2 })
 	good, _ := w.agentRequest("web-01", 7443)
@@ -227,6 +308,8 @@ func TestPairingSubmitRefusals(t *testing.T) {
 		{"csr garbage", func(r *wire.PairRequest) { r.CSR = "hello" }, "not PEM"},
 		{"csr 100 KiB", func(r *wire.PairRequest) { r.CSR = huge }, "the limit is 65536"},
 		{"csr bad signature", func(r *wire.PairRequest) { r.CSR = badSig }, "signature is invalid"},
+		{"tag name", func(r *wire.PairRequest) { r.Tags = map[string]string{"env": "prod", "a/b": "x"} }, `key "tags.a/b": tag names are`},
+		{"tag value", func(r *wire.PairRequest) { r.Tags = map[string]string{"env": "line\nbreak"} }, `key "tags.env": tag values are printable`},
 	} {
 		req := good
 		c.mod(&req)
@@ -239,8 +322,8 @@ func TestPairingSubmitRefusals(t *testing.T) {
 	if l, _ := w.p.ListRequests(); len(l) != 0 {
 		t.Fatalf("refused requests were queued: %+v", l)
 	}
-	if n := strings.Count(w.logs(), "ACTION=pair-reject"); n != 11 {
-		t.Errorf("%d pair-reject events, want 11:\n%s", n, w.logs())
+	if n := strings.Count(w.logs(), "ACTION=pair-reject"); n != 13 {
+		t.Errorf("%d pair-reject events, want 13:\n%s", n, w.logs())
 	}
 
 	w.submit("web-01", 7443)

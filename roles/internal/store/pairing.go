@@ -40,6 +40,9 @@ type PairRequest struct {
 	Code     string    `json:"code"`  // the 6-digit code as the dispatcher computed it
 	Created  time.Time `json:"created"`
 	Expires  time.Time `json:"expires"`
+	// Tags are the agent's [tags] as it sent them, checked; the registry
+	// record gets them on approval. Empty: none sent.
+	Tags map[string]string `json:"tags,omitempty"`
 
 	Status  string    `json:"status"`           // PairPending, PairApproved or PairDenied
 	Reason  string    `json:"reason,omitempty"` // why it was denied
