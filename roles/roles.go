@@ -97,6 +97,9 @@ func NewApp(role string, stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 		ErrWriter:       stderr,
 		HideVersion:     true,
 		HideHelpCommand: false,
+		// A comma is part of a repeatable option's value: --tag role=web,db
+		// means role web or db, not two options.
+		DisableSliceFlagSeparator: true,
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "version", Usage: "print the version, commit and Go version, then exit"},
 		},

@@ -14,7 +14,10 @@
 //
 // The allowlist every agent shares: noop (/bin/true), echo (/bin/echo)
 // and noop-1 … noop-16 (/bin/true again, so that concurrent runs on one
-// agent do not meet the host:script lock).
+// agent do not meet the host:script lock). Options.Scripts gives an agent
+// entries of its own beside them, in a scripts.conf of its own, and
+// Options.Tags gives it the [tags] of its agent.conf; like a real agent's,
+// they reach the registry only when "dispatcher discover" asks for them.
 //
 // Files are written without fsync: the fleet is thrown away after the run.
 package fleetsim

@@ -3,18 +3,20 @@ package fleetsim
 import (
 	"context"
 	"encoding/json"
-
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/dispatcher-dev/dispatcher/exec"
 	"github.com/dispatcher-dev/dispatcher/pki"
 	"github.com/dispatcher-dev/dispatcher/roles/agent"
 )
@@ -34,6 +36,18 @@ type Options struct {
 	Dispatcher string
 	// StateDir is dispatcher.conf's state_dir; "" = DIR/state.
 	StateDir string
+	// Tags, when set, gives agent i (0-based, in the order of
+	// Fleet.Hosts) the tags its agent.conf holds in [tags]: what it
+	// publishes on GET /capabilities. They are not written into its
+	// registry record: "dispatcher discover" brings them there, as it does
+	// for a real fleet. nil or an empty map: no tags.
+	Tags func(i int, host string) map[string]string
+	// Scripts, when set, gives agent i allowlist entries of its own,
+	// script name → absolute path. Such an agent gets its own
+	// scripts.conf (in its Agent.Dir): the shared entries, where one of
+	// the same name is replaced, and these. nil or an empty map: the
+	// agent uses Fleet.Scripts.
+	Scripts func(i int, host string) map[string]string
 }
 
 // Fleet is a running fleet.
@@ -88,14 +102,14 @@ func Start(ctx context.Context, o Options) (*Fleet, error) {
 	}
 	var mu sync.Mutex
 	var firstErr error
-	jobs := make(chan string)
+	jobs := make(chan int)
 	var wg sync.WaitGroup
 	for range runtime.GOMAXPROCS(0) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for host := range jobs {
-				closeLog, err := f.serveOne(ctx, host, o.AgentLog)
+			for i := range jobs {
+				closeLog, err := f.serveOne(ctx, i, o)
 				mu.Lock()
 				if err != nil && firstErr == nil {
 					firstErr = err
@@ -107,8 +121,8 @@ func Start(ctx context.Context, o Options) (*Fleet, error) {
 			}
 		}()
 	}
-	for _, h := range f.Hosts {
-		jobs <- h
+	for i := range f.Hosts {
+		jobs <- i
 	}
 	close(jobs)
 	wg.Wait()
@@ -167,10 +181,9 @@ func setup(o Options) (*Fleet, error) {
 	conf := fmt.Sprintf("ca = %q\nca_key = %q\ncert = %q\nkey = %q\nstate_dir = %q\nlog = %q\nresolve = \"registry\"\n%s",
 		filepath.Join(etc, "ca.crt"), filepath.Join(etc, "ca.key"), filepath.Join(etc, "dispatcher.crt"),
 		filepath.Join(etc, "dispatcher.key"), f.StateDir, logTo, o.Dispatcher)
-	var scripts strings.Builder
-	fmt.Fprintf(&scripts, "%s = %q\n%s = %q\n", ScriptNoop, "/bin/true", ScriptEcho, "/bin/echo")
-	for i := 1; i <= NoopScripts; i++ {
-		fmt.Fprintf(&scripts, "%s-%d = %q\n", ScriptNoop, i, "/bin/true")
+	scripts, err := allowlist(nil)
+	if err != nil {
+		return nil, err
 	}
 	for _, w := range []struct {
 		name string
@@ -182,7 +195,7 @@ func setup(o Options) (*Fleet, error) {
 		{filepath.Join(etc, "dispatcher.crt"), pki.CertPEM(cert), 0o644},
 		{filepath.Join(etc, "dispatcher.key"), keyPEM, 0o600},
 		{f.DispatcherConf, []byte(conf), 0o644},
-		{f.Scripts, []byte(scripts.String()), 0o644},
+		{f.Scripts, scripts, 0o644},
 	} {
 		if err := os.WriteFile(w.name, w.data, w.mode); err != nil {
 			return nil, fmt.Errorf("fleet: %w", err)
@@ -191,18 +204,97 @@ func setup(o Options) (*Fleet, error) {
 	return f, nil
 }
 
-// serveOne provisions host on a fresh 127.0.0.1 port and starts its server.
-func (f *Fleet) serveOne(ctx context.Context, host string, logTo io.Writer) (func(), error) {
+// sharedScripts is the allowlist every agent has, in the order written.
+func sharedScripts() [][2]string {
+	s := [][2]string{{ScriptNoop, "/bin/true"}, {ScriptEcho, "/bin/echo"}}
+	for i := 1; i <= NoopScripts; i++ {
+		s = append(s, [2]string{fmt.Sprintf("%s-%d", ScriptNoop, i), "/bin/true"})
+	}
+	return s
+}
+
+// allowlist is the scripts.conf of the shared entries with extra's in
+// place of those of the same name, then the other extra entries by name.
+func allowlist(extra map[string]string) ([]byte, error) {
+	var b strings.Builder
+	shared := make(map[string]bool)
+	for _, e := range sharedScripts() {
+		shared[e[0]] = true
+		if p, ok := extra[e[0]]; ok {
+			e[1] = p
+		}
+		fmt.Fprintf(&b, "%s = %s\n", e[0], tomlString(e[1]))
+	}
+	for _, name := range slices.Sorted(maps.Keys(extra)) {
+		switch p := extra[name]; {
+		case !exec.ValidName(name):
+			return nil, fmt.Errorf("script name %q: want 1-64 letters, digits, '_' or '-'", name)
+		case !filepath.IsAbs(p):
+			return nil, fmt.Errorf("script %s: path %q is not absolute", name, p)
+		case !shared[name]:
+			fmt.Fprintf(&b, "%s = %s\n", name, tomlString(p))
+		}
+	}
+	return []byte(b.String()), nil
+}
+
+// tomlString quotes s as a TOML basic string.
+func tomlString(s string) string {
+	var b strings.Builder
+	b.WriteByte('"')
+	for _, r := range s {
+		switch {
+		case r == '"' || r == '\\':
+			b.WriteByte('\\')
+			b.WriteRune(r)
+		case r == '\n':
+			b.WriteString(`\n`)
+		case r == '\t':
+			b.WriteString(`\t`)
+		case r < 0x20, r == 0x7f:
+			fmt.Fprintf(&b, `\u%04X`, r)
+		default:
+			b.WriteRune(r)
+		}
+	}
+	b.WriteByte('"')
+	return b.String()
+}
+
+// serveOne provisions agent i on a fresh 127.0.0.1 port and starts its
+// server.
+func (f *Fleet) serveOne(ctx context.Context, i int, o Options) (func(), error) {
+	host := f.Hosts[i]
+	var tags, extra map[string]string
+	if o.Tags != nil {
+		tags = o.Tags(i, host)
+	}
+	if o.Scripts != nil {
+		extra = o.Scripts(i, host)
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, fmt.Errorf("fleet: listen for %s: %w (raise the open files limit, ulimit -n)", host, err)
 	}
-	a, err := f.Provision(host, ln.Addr().(*net.TCPAddr).Port)
+	a, err := f.provision(host, ln.Addr().(*net.TCPAddr).Port, tags)
 	if err != nil {
 		ln.Close()
 		return nil, err
 	}
-	srv, closeLog, err := agent.Open(a.Config, f.Scripts, logTo)
+	scripts := f.Scripts
+	if len(extra) > 0 {
+		data, err := allowlist(extra)
+		if err != nil {
+			ln.Close()
+			return nil, fmt.Errorf("fleet: agent %s: %w", host, err)
+		}
+		scripts = filepath.Join(a.Dir, "scripts.conf")
+		if err := os.WriteFile(scripts, data, 0o644); err != nil {
+			ln.Close()
+			return nil, fmt.Errorf("fleet: %w", err)
+		}
+	}
+	srv, closeLog, err := agent.Open(a.Config, scripts, o.AgentLog)
 	if err != nil {
 		ln.Close()
 		return nil, fmt.Errorf("fleet: agent %s: %w", host, err)
@@ -222,6 +314,11 @@ func (f *Fleet) serveOne(ctx context.Context, host string, logTo io.Writer) (fun
 // fleet's agents in this process, and the benchmark runs one agent as a
 // process of the real binary with Agent.Config.
 func (f *Fleet) Provision(host string, port int) (Agent, error) {
+	return f.provision(host, port, nil)
+}
+
+// provision is Provision with tags for agent.conf's [tags].
+func (f *Fleet) provision(host string, port int, tags map[string]string) (Agent, error) {
 	a := Agent{Host: host, Dir: filepath.Join(f.Dir, "agents", host), Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port))}
 	a.Config = filepath.Join(a.Dir, "agent.conf")
 	key, err := pki.GenerateKey(pki.Options{})
@@ -252,6 +349,12 @@ func (f *Fleet) Provision(host string, port int) (Agent, error) {
 		"revoked_serials = %q\ndispatcher_serial_path = %q\nlog = \"stderr\"\n",
 		host, port, filepath.Join(a.Dir, "agent.crt"), filepath.Join(a.Dir, "agent.key"), filepath.Join(f.Dir, "etc", "ca.crt"),
 		filepath.Join(a.Dir, "revoked-serials"), filepath.Join(a.Dir, "dispatcher-serial"))
+	if len(tags) > 0 { // a table ends the top-level keys: it comes last
+		conf += "\n[tags]\n"
+		for _, k := range slices.Sorted(maps.Keys(tags)) {
+			conf += tomlString(k) + " = " + tomlString(tags[k]) + "\n"
+		}
+	}
 	record, err := json.Marshal(map[string]any{
 		"hostname": host, "ip": "127.0.0.1", "port": port,
 		"paired": time.Now().UTC().Format(time.RFC3339), "expiry": pki.FormatOpenSSLTime(cert.NotAfter),

@@ -14,6 +14,15 @@
 // request's action, script, hosts and arguments and the caller's username,
 // token and address (403 with code 1-3), and calls the engine.
 //
+// /run, /ping and /discovery choose their hosts as the CLI does
+// (selection.go): the hosts named, plus with "all" or "tags" the
+// registered agents whose tags match (control.Engine.Select), or for a
+// run with "retry_failed" the hosts that failed in a stored run
+// (control.RetryFailed). The hook is asked with the hosts so selected;
+// "dry_run" answers them then and does nothing more. "batch",
+// "batch_wait", "max_failures" and "fail_fast" become a control.Rollout,
+// read after decoding so that each bad value is a 400 naming its field.
+//
 // Hostile or broken clients meet bounds at every step (limits.go, listed
 // with their answers in docs/API.md, Limits in detail): Serve accepts at
 // most MaxConns connections at once (more wait in the backlog) and gives
@@ -31,7 +40,7 @@
 // them an event log for GET /runs/{reqid}/events (Server-Sent Events).
 // Their records are in the store, so /status of any process sharing it
 // answers, a run of another process is followed by re-reading its
-// record, and DELETE of such a run asks that process to cancel it through
+// record (its batch events rebuilt from the record's progress), and DELETE of such a run asks that process to cancel it through
 // the store (control.RequestCancel), then waits for its record to say it
 // is over. Stored runs are purged past run_retention on a schedule.
 //

@@ -27,13 +27,24 @@ type (
 		Parallel int          `json:"parallel"`
 		Port     int          `json:"port"`
 		Async    bool         `json:"async"`
+		// RetryFailed is the reqid of a stored run whose failed hosts
+		// this run retries, with its script and arguments.
+		RetryFailed string `json:"retry_failed"`
+		selectFields
+		rolloutFields
 	}
+	// hostsBody is POST /discovery.
 	hostsBody struct {
 		Hosts    []string `json:"hosts"`
 		Username *string  `json:"username"`
 		Token    *string  `json:"token"`
 		Parallel int      `json:"parallel"`
 		Port     int      `json:"port"`
+		selectFields
+	}
+	pingBody struct {
+		hostsBody
+		rolloutFields
 	}
 )
 
@@ -90,31 +101,83 @@ func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handlePing(w http.ResponseWriter, r *http.Request) {
-	var body hostsBody
+	var body pingBody
 	if err := decodeBody(w, r, &body, false); err != nil {
 		fail(w, r, err)
 		return
 	}
 	caller(r, body.Username, body.Token)
-	eng := s.o.Engine
-	if err := eng.CheckHosts(body.Hosts, body.Port, body.Parallel, false); err != nil {
+	ro, err := body.rollout()
+	if err != nil {
 		fail(w, r, err)
 		return
 	}
-	if err := s.authorize(r, hook.Context{Action: string(hook.ActionPing), Hosts: body.Hosts}); err != nil {
+	hosts, err := s.selectHosts(body.Hosts, body.selectFields)
+	if err != nil {
 		fail(w, r, err)
+		return
+	}
+	eng := s.o.Engine
+	if err := eng.CheckHosts(hosts, body.Port, body.Parallel, false); err != nil {
+		fail(w, r, err)
+		return
+	}
+	if err := s.authorize(r, hook.Context{Action: string(hook.ActionPing), Hosts: hosts}); err != nil {
+		fail(w, r, err)
+		return
+	}
+	if body.DryRun {
+		writeDryRun(w, dryRunBody{Hosts: hosts})
 		return
 	}
 	st := stateOf(r)
 	start := time.Now()
-	report, err := eng.Ping(r.Context(), control.PingRequest{Hosts: body.Hosts, Username: st.username, Token: st.token,
-		Port: body.Port, Parallel: body.Parallel})
+	report, err := eng.Ping(r.Context(), control.PingRequest{Hosts: hosts, Username: st.username, Token: st.token,
+		Port: body.Port, Parallel: body.Parallel, Rollout: ro})
 	if err != nil {
 		fail(w, r, err)
 		return
 	}
 	s.metrics.observe(string(hook.ActionPing), time.Since(start))
 	writeJSON(w, http.StatusOK, report)
+}
+
+// runRequest turns a /run body into the run it asks for: its hosts
+// selected, or — with retry_failed — the script, arguments and failed
+// hosts of the stored run, and its rollout. It is not checked yet
+// (CheckRun). A retry of a run that cannot be retried asks the hook
+// before answering, as GET /status does, so that a refused caller cannot
+// tell which runs are stored.
+func (s *Server) runRequest(r *http.Request, body *runBody) (control.RunRequest, error) {
+	st := stateOf(r)
+	req := control.RunRequest{Hosts: body.Hosts, Script: body.Script, Args: body.Args, Username: st.username, Token: st.token,
+		Timeout: time.Duration(body.Timeout), Port: body.Port, Parallel: body.Parallel}
+	var err error
+	if req.Rollout, err = body.rollout(); err != nil {
+		return req, err
+	}
+	if body.RetryFailed == "" {
+		req.Hosts, err = s.selectHosts(body.Hosts, body.selectFields)
+		return req, err
+	}
+	if conflicts := body.retryConflicts(); len(conflicts) > 0 {
+		return req, errRetryCombined(conflicts)
+	}
+	if err := store.ValidReqID(body.RetryFailed); err != nil {
+		return req, errorf(http.StatusBadRequest, "retry_failed: %v", err)
+	}
+	prev, failed, err := control.RetryFailed(s.o.Runs, body.RetryFailed, s.log)
+	if err != nil {
+		if aerr := s.authorize(r, hook.Context{Action: string(hook.ActionRun), Script: prev.Script, Hosts: prev.Hosts, Args: prev.Args}); aerr != nil {
+			return req, aerr
+		}
+		if errors.Is(err, store.ErrNotFound) {
+			return req, errorf(http.StatusNotFound, "retry_failed: run %s is not stored: unknown, or older than run_retention", body.RetryFailed)
+		}
+		return req, fmt.Errorf("retry_failed: %w", err)
+	}
+	req.Hosts, req.Script, req.Args, req.RetryOf = failed, prev.Script, prev.Args, prev.ReqID
+	return req, nil
 }
 
 // runAccepted answers an async run (202), or a cancel that is not over yet.
@@ -131,14 +194,21 @@ func (s *Server) handleRun(w http.ResponseWriter, r *http.Request) {
 	}
 	caller(r, body.Username, body.Token)
 	st := stateOf(r)
-	req := control.RunRequest{Hosts: body.Hosts, Script: body.Script, Args: body.Args, Username: st.username, Token: st.token,
-		Timeout: time.Duration(body.Timeout), Port: body.Port, Parallel: body.Parallel}
+	req, err := s.runRequest(r, &body)
+	if err != nil {
+		fail(w, r, err)
+		return
+	}
 	if err := s.o.Engine.CheckRun(req); err != nil {
 		fail(w, r, err)
 		return
 	}
 	if err := s.authorize(r, hook.Context{Action: string(hook.ActionRun), Script: req.Script, Hosts: req.Hosts, Args: req.Args}); err != nil {
 		fail(w, r, err)
+		return
+	}
+	if body.DryRun {
+		writeDryRun(w, dryRunBody{Hosts: req.Hosts, Script: req.Script, Args: req.Args, RetryOf: req.RetryOf})
 		return
 	}
 	if body.Async {
@@ -193,32 +263,21 @@ func (s *Server) handleDiscovery(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		caller(r, body.Username, body.Token)
-	} else {
-		q := r.URL.Query()
-		for _, h := range q["host"] {
-			for _, part := range strings.Split(h, ",") {
-				if part = strings.TrimSpace(part); part != "" {
-					body.Hosts = append(body.Hosts, part)
-				}
-			}
-		}
-		var err error
-		if body.Parallel, err = queryInt(q.Get("parallel"), "parallel"); err == nil {
-			body.Port, err = queryInt(q.Get("port"), "port")
-		}
-		if err != nil {
-			fail(w, r, err)
-			return
-		}
-	}
-	eng := s.o.Engine
-	if err := eng.CheckHosts(body.Hosts, body.Port, body.Parallel, true); err != nil {
+	} else if err := discoveryQuery(r, &body); err != nil {
 		fail(w, r, err)
 		return
 	}
-	hosts := body.Hosts
+	hosts, err := s.selectHosts(body.Hosts, body.selectFields)
+	if err != nil {
+		fail(w, r, err)
+		return
+	}
+	eng := s.o.Engine
+	if err := eng.CheckHosts(hosts, body.Port, body.Parallel, true); err != nil {
+		fail(w, r, err)
+		return
+	}
 	if len(hosts) == 0 {
-		var err error
 		if hosts, err = eng.RegisteredHosts(); err != nil {
 			fail(w, r, err)
 			return
@@ -226,6 +285,10 @@ func (s *Server) handleDiscovery(w http.ResponseWriter, r *http.Request) {
 	}
 	if err := s.authorize(r, hook.Context{Action: string(hook.ActionDiscovery), Hosts: hosts}); err != nil {
 		fail(w, r, err)
+		return
+	}
+	if body.DryRun {
+		writeDryRun(w, dryRunBody{Hosts: hosts})
 		return
 	}
 	report, err := s.discover(r, hosts, body.Port, body.Parallel)
@@ -249,6 +312,33 @@ func (s *Server) discover(r *http.Request, hosts []string, port, parallel int) (
 		s.metrics.observe(string(hook.ActionDiscovery), time.Since(start))
 	}
 	return report, err
+}
+
+// discoveryQuery reads GET /discovery's query into body: host (repeated,
+// or comma-separated), tag and not_tag (repeated; a comma there separates
+// values of one tag), all, dry_run, parallel and port.
+func discoveryQuery(r *http.Request, body *hostsBody) error {
+	q := r.URL.Query()
+	for _, h := range q["host"] {
+		for _, part := range strings.Split(h, ",") {
+			if part = strings.TrimSpace(part); part != "" {
+				body.Hosts = append(body.Hosts, part)
+			}
+		}
+	}
+	body.Tags, body.NotTags = q["tag"], q["not_tag"]
+	var err error
+	if body.Parallel, err = queryInt(q.Get("parallel"), "parallel"); err != nil {
+		return err
+	}
+	if body.Port, err = queryInt(q.Get("port"), "port"); err != nil {
+		return err
+	}
+	if body.All, err = queryBool(q.Get("all"), "all"); err != nil {
+		return err
+	}
+	body.DryRun, err = queryBool(q.Get("dry_run"), "dry_run")
+	return err
 }
 
 func queryInt(v, name string) (int, error) {

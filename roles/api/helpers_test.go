@@ -38,8 +38,10 @@ import (
 // Scripts: "hello" prints a line per stream; "noop" and "noop-N" print
 // nothing; "fail" exits 3; "tick" streams "tick N" lines every 20 ms until
 // the dispatcher closes the connection (counted in gone), or — on hosts
-// named quick-* — ends after two; "hold" waits until release is closed.
-// Anything else is not permitted.
+// named quick-* — ends after two; "hold" waits until release is closed;
+// "maybe" exits 3 on the hosts set failing (setFailing), else prints a
+// line. Anything else is not permitted. Every run an agent receives is
+// recorded (ran).
 type fleet struct {
 	t       testing.TB
 	ca      *pkitest.CA
@@ -49,6 +51,10 @@ type fleet struct {
 	release chan struct{}
 	logMu   sync.Mutex
 	logBuf  bytes.Buffer
+
+	mu      sync.Mutex
+	failing map[string]bool // hosts where "maybe" fails
+	runs    []string        // "host:script" of every run received, in order
 }
 
 func newFleet(t testing.TB) *fleet {
@@ -118,7 +124,16 @@ func (f *fleet) handler(name string) http.Handler {
 			return
 		}
 		resp := wire.RunResponse{Script: req.Script, ReqID: req.ReqID}
+		f.mu.Lock()
+		f.runs = append(f.runs, name+":"+req.Script)
+		failing := f.failing[name]
+		f.mu.Unlock()
 		switch {
+		case req.Script == "maybe" && failing:
+			resp.Exit = 3
+			resp.SetOutput(nil, []byte("maybe failed on "+name+"\n"))
+		case req.Script == "maybe":
+			resp.SetOutput([]byte("maybe ok on "+name+"\n"), nil)
 		case req.Script == "hello":
 			resp.SetOutput([]byte("hello from "+name+"\n"), []byte("user "+req.Username+"\n"))
 		case req.Script == "noop" || strings.HasPrefix(req.Script, "noop-"):
@@ -158,6 +173,38 @@ func (f *fleet) handler(name string) http.Handler {
 		wire.WriteJSON(w, http.StatusOK, resp)
 	})
 	return mux
+}
+
+// setFailing makes "maybe" fail on host, or succeed again.
+func (f *fleet) setFailing(host string, fail bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.failing == nil {
+		f.failing = map[string]bool{}
+	}
+	f.failing[host] = fail
+}
+
+// ran returns the "host:script" of every run the agents received, in
+// order.
+func (f *fleet) ran() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.runs...)
+}
+
+// tag sets the tags of registered agent name in the registry, as a
+// discovery would.
+func (f *fleet) tag(name string, tags map[string]string) {
+	f.t.Helper()
+	a, err := f.st.GetAgent(name)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	a.Tags = tags
+	if err := f.st.PutAgent(a); err != nil {
+		f.t.Fatal(err)
+	}
 }
 
 // server returns an API server over the fleet, as an httptest server.

@@ -127,7 +127,8 @@ func knownName(key string, names []string) error {
 	return fmt.Errorf("unknown field %q (see /openapi.json)", key)
 }
 
-// jsonNames returns the JSON member names of the struct v points to.
+// jsonNames returns the JSON member names of the struct v points to,
+// those of its embedded structs included.
 func jsonNames(v any) []string {
 	t := reflect.TypeOf(v)
 	for t.Kind() == reflect.Pointer {
@@ -141,6 +142,10 @@ func jsonNames(v any) []string {
 		f := t.Field(i)
 		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
 		switch {
+		case f.Anonymous && name == "" && f.Type.Kind() == reflect.Struct:
+			// An embedded struct's members are the body's own, as
+			// encoding/json decodes them.
+			names = append(names, jsonNames(reflect.New(f.Type).Interface())...)
 		case name == "-" || !f.IsExported():
 		case name == "":
 			names = append(names, f.Name)

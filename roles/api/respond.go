@@ -193,22 +193,32 @@ func jsonError(err error) string {
 type timeoutValue time.Duration
 
 func (t *timeoutValue) UnmarshalJSON(b []byte) error {
-	var n float64
-	if err := json.Unmarshal(b, &n); err == nil {
-		if n < 0 || n > float64(1<<31) {
-			return fmt.Errorf("timeout %v: want 0 or more seconds", n)
-		}
-		*t = timeoutValue(n * float64(time.Second))
-		return nil
-	}
-	var s string
-	if err := json.Unmarshal(b, &s); err != nil {
-		return errors.New(`timeout: want a number of seconds or a duration like "90s"`)
-	}
-	d, err := config.ParseDuration(s)
-	if err != nil || d < 0 {
-		return fmt.Errorf(`timeout %q: want a number of seconds or a duration like "90s"`, s)
+	d, err := parseSeconds("timeout", b)
+	if err != nil {
+		return err
 	}
 	*t = timeoutValue(d)
 	return nil
+}
+
+// parseSeconds reads the JSON value of field name as a timeout field is
+// read: a number of seconds or a duration string ("90s", "5m"); null is
+// 0. Errors name the field.
+func parseSeconds(name string, b []byte) (time.Duration, error) {
+	var n float64
+	if err := json.Unmarshal(b, &n); err == nil {
+		if n < 0 || n > float64(1<<31) {
+			return 0, fmt.Errorf("%s %v: want 0 or more seconds", name, n)
+		}
+		return time.Duration(n * float64(time.Second)), nil
+	}
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return 0, fmt.Errorf(`%s: want a number of seconds or a duration like "90s"`, name)
+	}
+	d, err := config.ParseDuration(s)
+	if err != nil || d < 0 {
+		return 0, fmt.Errorf(`%s %q: want a number of seconds or a duration like "90s"`, name, s)
+	}
+	return d, nil
 }

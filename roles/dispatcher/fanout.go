@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -26,19 +28,20 @@ func runCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "run",
 		Usage:     "run an allowlisted script on one or more agents",
-		ArgsUsage: runUsage,
+		ArgsUsage: runUsage + " | --all|--tag K=V… SCRIPT [-- ARG…] | --retry-failed REQID",
 		Description: "Runs SCRIPT on every HOST (name or name:port) in parallel and prints each host's\n" +
 			"result in the order given. Everything after -- goes to the script untouched.\n" +
-			"Exits 0 only if every host exited 0. The run is stored: see 'dispatcher status REQID'.",
-		Flags: append(fanoutFlags(),
+			"--all and --tag select registered agents by their tags (beside any HOST named);\n" +
+			"--batch runs them batch after batch, stopping early with --max-failures or --fail-fast.\n" +
+			"--retry-failed REQID runs that stored run's script and arguments again on exactly\n" +
+			"the hosts that failed in it. Exits 0 only if every host exited 0; a host not\n" +
+			"attempted counts as failed. The run is stored: see 'dispatcher status REQID'.",
+		Flags: slices.Concat(fanoutFlags(), selectionFlags(), rolloutFlags(), []cli.Flag{
 			&cli.StringFlag{Name: "timeout", Usage: "script time limit on the agent: seconds or a duration like 90s (default: the agent's)"},
 			&cli.BoolFlag{Name: "stream", Usage: "print output lines as they arrive, prefixed by host"},
-		),
+			&cli.StringFlag{Name: "retry-failed", Usage: "run stored run `REQID`'s script and arguments again on exactly its failed hosts"},
+		}),
 		Action: func(c *cli.Context) error {
-			hosts, script, args, err := splitRunArgs(c.Args().Slice())
-			if err != nil {
-				return err
-			}
 			timeout, err := parseTimeout(c.String("timeout"))
 			if err != nil {
 				return err
@@ -46,9 +49,44 @@ func runCommand() *cli.Command {
 			if c.Bool("stream") && c.Bool("json") {
 				return cmdutil.Usagef("--stream and --json cannot be combined")
 			}
+			ro, err := rolloutOf(c)
+			if err != nil {
+				return err
+			}
+			retry := c.String("retry-failed")
+			var sel control.Selection
+			var script string
+			var args []string
+			if retry != "" {
+				if selecting(c) || c.NArg() > 0 {
+					return cmdutil.Usagef("--retry-failed takes the script, its arguments and the hosts from run %s: give no hosts, script, arguments, --all or --tag", retry)
+				}
+			} else {
+				var hosts []string
+				if hosts, script, args, err = splitRunArgs(c.Args().Slice(), selecting(c)); err != nil {
+					return err
+				}
+				if sel, err = selectionOf(c, hosts); err != nil {
+					return err
+				}
+			}
 			return withEngine(c, func(eng *control.Engine, port, parallel int) error {
+				var hosts []string
+				if retry != "" {
+					var prev store.Run
+					if prev, hosts, err = eng.RetryFailed(retry); err != nil {
+						return err
+					}
+					script, args = prev.Script, prev.Args
+				} else if hosts, err = selectHosts(eng, sel); err != nil {
+					return err
+				}
+				if c.Bool("dry-run") {
+					return printDryRun(c, dryRunJSON{Hosts: hosts, Script: script, Args: args, RetryOf: retry}, ro)
+				}
 				return printRun(c, eng, control.RunRequest{Hosts: hosts, Script: script, Args: args,
-					Username: c.String("username"), Token: c.String("token"), Timeout: timeout, Port: port, Parallel: parallel})
+					Username: c.String("username"), Token: c.String("token"), Timeout: timeout, Port: port, Parallel: parallel,
+					Rollout: ro, RetryOf: retry})
 			})
 		},
 	}
@@ -58,17 +96,32 @@ func pingCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "ping",
 		Usage:     "check that agents answer and are who they claim to be",
-		ArgsUsage: "HOST…",
-		Flags:     fanoutFlags(),
+		ArgsUsage: "HOST… | --all|--tag K=V…",
+		Flags:     slices.Concat(fanoutFlags(), selectionFlags(), rolloutFlags()),
 		Action: func(c *cli.Context) error {
-			if c.NArg() == 0 {
-				return cmdutil.Usagef("ping needs at least one host: dispatcher ping HOST…")
+			if c.NArg() == 0 && !selecting(c) {
+				return cmdutil.Usagef("ping needs at least one host: dispatcher ping HOST… (or --all, or --tag key=value)")
+			}
+			ro, err := rolloutOf(c)
+			if err != nil {
+				return err
+			}
+			sel, err := selectionOf(c, c.Args().Slice())
+			if err != nil {
+				return err
 			}
 			return withEngine(c, func(eng *control.Engine, port, parallel int) error {
-				progress := newProgress(c, c.NArg())
+				hosts, err := selectHosts(eng, sel)
+				if err != nil {
+					return err
+				}
+				if c.Bool("dry-run") {
+					return printDryRun(c, dryRunJSON{Hosts: hosts}, ro)
+				}
+				progress := newProgress(c, len(hosts))
 				progress.Start()
-				report, err := eng.Ping(c.Context, control.PingRequest{Hosts: c.Args().Slice(), Username: c.String("username"),
-					Token: c.String("token"), Port: port, Parallel: parallel,
+				report, err := eng.Ping(c.Context, control.PingRequest{Hosts: hosts, Username: c.String("username"),
+					Token: c.String("token"), Port: port, Parallel: parallel, Rollout: ro, OnBatch: batchNotice(c, progress),
 					OnResult: func(_ int, r control.PingResult) { progress.Add(r.Status != control.StatusOK) }})
 				progress.Stop()
 				if err != nil {
@@ -78,6 +131,9 @@ func pingCommand() *cli.Command {
 					err = output.WriteJSON(c.App.Writer, report)
 				} else {
 					err = output.WritePingTable(c.App.Writer, report.Results)
+					if err == nil && report.Batches != nil && report.Batches.Stopped != "" {
+						fmt.Fprintf(c.App.ErrWriter, "stopped early: %s\n", report.Batches.Stopped)
+					}
 				}
 				return exitFor(report.OK, err)
 			})
@@ -87,17 +143,38 @@ func pingCommand() *cli.Command {
 
 func discoverCommand() *cli.Command {
 	return &cli.Command{
-		Name:      "discover",
-		Usage:     "list the version, tags and allowlisted scripts of agents (all registered agents without HOST)",
-		ArgsUsage: "[HOST…]",
-		Flags:     fanoutFlags(),
+		Name:  "discover",
+		Usage: "list the version, tags and allowlisted scripts of agents (all registered agents without HOST)",
+		Description: "Asks each agent for its capabilities and stores the tags it publishes in its registry record,\n" +
+			"which is what --tag selects on.",
+		ArgsUsage: "[HOST…] [--all|--tag K=V…]",
+		Flags:     slices.Concat(fanoutFlags(), selectionFlags()),
 		Action: func(c *cli.Context) error {
+			sel, err := selectionOf(c, c.Args().Slice())
+			if err != nil {
+				return err
+			}
 			return withEngine(c, func(eng *control.Engine, port, parallel int) error {
-				progress := newProgress(c, c.NArg())
+				var hosts []string
+				if sel.Empty() {
+					hosts, err = eng.RegisteredHosts() // every registered agent, as before
+				} else {
+					hosts, err = selectHosts(eng, sel)
+				}
+				if err != nil {
+					return err
+				}
+				if c.Bool("dry-run") {
+					return printDryRun(c, dryRunJSON{Hosts: nonNilHosts(hosts)}, control.Rollout{})
+				}
+				progress := newProgress(c, len(hosts))
 				progress.Start()
-				report, err := eng.Discover(c.Context, control.DiscoverRequest{Hosts: c.Args().Slice(), Username: c.String("username"),
-					Token: c.String("token"), Port: port, Parallel: parallel,
-					OnResult: func(_ int, r control.DiscoverResult) { progress.Add(r.Status != control.StatusOK) }})
+				report := &control.DiscoverReport{OK: true, Results: []control.DiscoverResult{}}
+				if len(hosts) > 0 {
+					report, err = eng.Discover(c.Context, control.DiscoverRequest{Hosts: hosts, Username: c.String("username"),
+						Token: c.String("token"), Port: port, Parallel: parallel,
+						OnResult: func(_ int, r control.DiscoverResult) { progress.Add(r.Status != control.StatusOK) }})
+				}
 				progress.Stop()
 				if err != nil {
 					return err
@@ -110,6 +187,30 @@ func discoverCommand() *cli.Command {
 				return exitFor(report.OK, err)
 			})
 		},
+	}
+}
+
+// nonNilHosts makes an empty host list print as [].
+func nonNilHosts(h []string) []string {
+	if h == nil {
+		return []string{}
+	}
+	return h
+}
+
+// batchNotice returns the callback that tells a human on stderr that a
+// batch starts; nil with --json, and for a single batch of every host.
+func batchNotice(c *cli.Context, progress *output.Progress) func(control.BatchEvent) {
+	if c.Bool("json") {
+		return nil
+	}
+	return func(b control.BatchEvent) {
+		if b.Batches < 2 {
+			return
+		}
+		progress.Above(func() {
+			fmt.Fprintf(c.App.ErrWriter, "batch %d of %d: %d hosts (%s)\n", b.Batch, b.Batches, len(b.Hosts), strings.Join(b.Hosts, " "))
+		})
 	}
 }
 
@@ -176,8 +277,9 @@ func fanoutFlags() []cli.Flag {
 }
 
 // splitRunArgs splits run's arguments into hosts, the script and the
-// script's arguments (everything after "--").
-func splitRunArgs(all []string) (hosts []string, script string, args []string, err error) {
+// script's arguments (everything after "--"). With a tag selection the
+// hosts may be none.
+func splitRunArgs(all []string, selecting bool) (hosts []string, script string, args []string, err error) {
 	before, after := all, []string(nil)
 	for i, a := range all {
 		if a == "--" {
@@ -185,8 +287,8 @@ func splitRunArgs(all []string) (hosts []string, script string, args []string, e
 			break
 		}
 	}
-	if len(before) < 2 {
-		return nil, "", nil, cmdutil.Usagef("run needs at least one host and a script: dispatcher run %s", runUsage)
+	if len(before) < 1 || len(before) < 2 && !selecting {
+		return nil, "", nil, cmdutil.Usagef("run needs at least one host (or --all, or --tag key=value) and a script: dispatcher run %s", runUsage)
 	}
 	return before[:len(before)-1], before[len(before)-1], after, nil
 }
@@ -342,6 +444,7 @@ func printRun(c *cli.Context, eng *control.Engine, req control.RunRequest) error
 		}
 	}
 
+	req.OnBatch = batchNotice(c, progress)
 	progress.Start()
 	report, err := eng.Run(c.Context, req)
 	progress.Stop()
@@ -351,14 +454,12 @@ func printRun(c *cli.Context, eng *control.Engine, req control.RunRequest) error
 	if asJSON {
 		write(func(w io.Writer) error { return output.WriteJSON(w, report) })
 	} else {
-		failed := 0
-		for _, r := range report.Results {
-			if r.Exit != 0 {
-				failed++
-			}
+		fmt.Fprintf(c.App.ErrWriter, "reqid %s: %s (dispatcher status %s shows it again)\n",
+			report.ReqID, output.RunTally(report.Results), report.ReqID)
+		if report.Batches != nil && report.Batches.Stopped != "" {
+			fmt.Fprintf(c.App.ErrWriter, "stopped early: %s; 'dispatcher run --retry-failed %s' runs the failed hosts again\n",
+				report.Batches.Stopped, report.ReqID)
 		}
-		fmt.Fprintf(c.App.ErrWriter, "reqid %s: %d hosts, %d failed (dispatcher status %s shows it again)\n",
-			report.ReqID, len(report.Results), failed, report.ReqID)
 	}
 	if flush != nil && writeErr == nil {
 		writeErr = flush()

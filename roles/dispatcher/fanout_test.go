@@ -167,8 +167,8 @@ func TestRunRefusals(t *testing.T) {
 		code int
 		want string
 	}{
-		{[]string{"run", "deploy"}, 2, "at least one host and a script"},
-		{[]string{"run"}, 2, "at least one host and a script"},
+		{[]string{"run", "deploy"}, 2, "at least one host (or --all, or --tag key=value) and a script"},
+		{[]string{"run"}, 2, "at least one host (or --all, or --tag key=value) and a script"},
 		{[]string{"run", "h", "s", "--timeout", "soon"}, 2, "--timeout"},
 		{[]string{"run", "h", "s", "--stream", "--json"}, 2, "cannot be combined"},
 		{[]string{"run", "h", "s", "--parallel", "-1"}, 2, "--parallel"},
@@ -227,14 +227,14 @@ func TestLockConflictJSON(t *testing.T) {
 }
 
 func TestSplitRunArgs(t *testing.T) {
-	hosts, script, args, err := splitRunArgs([]string{"a", "b:7450", "deploy", "--", "--x", "--", "y z"})
+	hosts, script, args, err := splitRunArgs([]string{"a", "b:7450", "deploy", "--", "--x", "--", "y z"}, false)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if d := cmp.Diff([]any{[]string{"a", "b:7450"}, "deploy", []string{"--x", "--", "y z"}}, []any{hosts, script, args}); d != "" {
 		t.Errorf("(-want +got):\n%s", d)
 	}
-	if _, _, args, _ := splitRunArgs([]string{"a", "s"}); args != nil {
+	if _, _, args, _ := splitRunArgs([]string{"a", "s"}, false); args != nil {
 		t.Errorf("args without --: %q", args)
 	}
 	for in, want := range map[string]time.Duration{"": 0, "0": 0, "30": 30 * time.Second, "90s": 90 * time.Second, "1m": time.Minute} {

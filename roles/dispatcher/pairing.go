@@ -4,9 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -23,8 +23,9 @@ func listRequestsCommand() *cli.Command {
 		Name:  "list-requests",
 		Usage: "list the pairing requests waiting for approval",
 		Description: "Shows each pending request with its request id, host name, source IP, the 6-digit\n" +
-			"code (compare it with the one the agent shows), its age, and ALREADY PAIRED when the\n" +
-			"host name is registered (approving it then needs --replace).",
+			"code (compare it with the one the agent shows), its age, the tags the agent sent (its\n" +
+			"agent.conf [tags]; approving registers them), and ALREADY PAIRED when the host name is\n" +
+			"registered (approving it then needs --replace).",
 		Action: func(c *cli.Context) error {
 			return withPairing(c, func(p *control.Pairing) error {
 				reqs, err := p.ListRequests()
@@ -112,7 +113,17 @@ func listAgentsCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "list-agents",
 		Usage: "list the paired agents (the registry), sorted by host name",
+		Description: "--tag and --not-tag show only the agents a run with the same options would select\n" +
+			"(tags as last published: 'dispatcher discover' refreshes them).",
+		Flags: tagFlags(),
 		Action: func(c *cli.Context) error {
+			filter, err := selectionOf(c, nil)
+			if err != nil {
+				return err
+			}
+			if len(filter.NotTags) > 0 && len(filter.Tags) == 0 {
+				filter.All = true // list-agents starts from every agent anyway
+			}
 			e, st, err := loadStore(c)
 			if err != nil {
 				return err
@@ -122,6 +133,9 @@ func listAgentsCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
+			if filter.ByTags() {
+				agents = slices.DeleteFunc(agents, func(a store.Agent) bool { return !filter.MatchesAgent(a) })
+			}
 			revoked, _, err := st.RevokedSerials()
 			if err != nil {
 				return err
@@ -129,6 +143,10 @@ func listAgentsCommand() *cli.Command {
 			certs := describeCerts(agents, revoked, time.Now())
 			if c.Bool("json") {
 				return writeJSON(c, newAgentsJSON(agents, certs))
+			}
+			if len(agents) == 0 && filter.ByTags() {
+				_, err := fmt.Fprintf(c.App.Writer, "no registered agent matches %s\n", filter)
+				return err
 			}
 			if len(agents) == 0 {
 				_, err := fmt.Fprintln(c.App.Writer, "no agents registered (pair one: dispatcher pairing-mode)")
@@ -213,39 +231,47 @@ func explainDecision(err error, configPath string) error {
 }
 
 // requestJSON is one pending request in list-requests --json. The nonce
-// and the CSR are not shown.
+// and the CSR are not shown. Tags is {} when the agent sent none, as in
+// list-agents --json.
 type requestJSON struct {
-	ReqID         string `json:"reqid"`
-	Hostname      string `json:"hostname"`
-	IP            string `json:"ip"`
-	Port          int    `json:"port"`
-	Code          string `json:"code"`
-	Created       string `json:"created"`
-	Expires       string `json:"expires"`
-	AgeSeconds    int64  `json:"age_seconds"`
-	AlreadyPaired bool   `json:"already_paired"`
-	PairedSerial  string `json:"paired_serial,omitempty"`
+	ReqID         string            `json:"reqid"`
+	Hostname      string            `json:"hostname"`
+	IP            string            `json:"ip"`
+	Port          int               `json:"port"`
+	Code          string            `json:"code"`
+	Created       string            `json:"created"`
+	Expires       string            `json:"expires"`
+	AgeSeconds    int64             `json:"age_seconds"`
+	Tags          map[string]string `json:"tags"`
+	AlreadyPaired bool              `json:"already_paired"`
+	PairedSerial  string            `json:"paired_serial,omitempty"`
 }
 
 func newRequestsJSON(reqs []control.PendingRequest, now time.Time) map[string]any {
 	out := make([]requestJSON, len(reqs))
 	for i, r := range reqs {
+		tags := r.Tags
+		if tags == nil {
+			tags = map[string]string{}
+		}
 		out[i] = requestJSON{ReqID: r.ReqID, Hostname: r.Hostname, IP: r.IP, Port: r.Port, Code: r.Code,
 			Created: r.Created.UTC().Format(time.RFC3339), Expires: r.Expires.UTC().Format(time.RFC3339),
-			AgeSeconds: int64(max(now.Sub(r.Created), 0) / time.Second), AlreadyPaired: r.AlreadyPaired, PairedSerial: r.PairedSerial}
+			AgeSeconds: int64(max(now.Sub(r.Created), 0) / time.Second), Tags: tags,
+			AlreadyPaired: r.AlreadyPaired, PairedSerial: r.PairedSerial}
 	}
 	return map[string]any{"ok": true, "requests": out}
 }
 
-// writeRequestsTable writes REQID HOSTNAME IP CODE AGE FLAG.
+// writeRequestsTable writes REQID HOSTNAME IP CODE AGE TAGS FLAG; TAGS as
+// list-agents shows them (env=prod,role=web).
 func writeRequestsTable(w io.Writer, reqs []control.PendingRequest, now time.Time) error {
-	t := output.NewTable("REQID", "HOSTNAME", "IP", "CODE", "AGE", "FLAG")
+	t := output.NewTable("REQID", "HOSTNAME", "IP", "CODE", "AGE", "TAGS", "FLAG")
 	for _, r := range reqs {
 		flag := ""
 		if r.AlreadyPaired {
 			flag = "ALREADY PAIRED"
 		}
-		t.Row(r.ReqID, r.Hostname, r.IP, r.Code, formatAge(now.Sub(r.Created)), flag)
+		t.Row(r.ReqID, r.Hostname, r.IP, r.Code, formatAge(now.Sub(r.Created)), output.FormatTags(r.Tags), flag)
 	}
 	return t.Write(w)
 }
@@ -332,7 +358,7 @@ func writeAgentsTable(w io.Writer, agents []store.Agent, certs map[string]contro
 		if a.Port != 0 {
 			port = strconv.Itoa(a.Port)
 		}
-		t.Row(a.Hostname, a.IP, port, a.Paired, a.Expiry, a.Serial, formatTags(a.Tags), formatContact(a.LastContact), certs[a.Hostname].Note)
+		t.Row(a.Hostname, a.IP, port, a.Paired, a.Expiry, a.Serial, output.FormatTags(a.Tags), formatContact(a.LastContact), certs[a.Hostname].Note)
 	}
 	return t.Write(w)
 }
@@ -342,16 +368,4 @@ func formatContact(t time.Time) string {
 		return ""
 	}
 	return t.UTC().Format(time.RFC3339)
-}
-
-func formatTags(tags map[string]string) string {
-	keys := make([]string, 0, len(tags))
-	for k := range tags {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for i, k := range keys {
-		keys[i] = k + "=" + tags[k]
-	}
-	return strings.Join(keys, ",")
 }

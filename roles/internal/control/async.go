@@ -94,7 +94,7 @@ func (t *Tracker) Start(ctx context.Context, req RunRequest) (*LiveRun, error) {
 	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	lr := &LiveRun{req: req, log: NewEventLog(req.Hosts), cancel: cancel, done: make(chan struct{})}
 	started := make(chan struct{})
-	onStart, onOutput, onResult := req.OnStart, req.OnOutput, req.OnResult
+	onStart, onOutput, onResult, onBatch := req.OnStart, req.OnOutput, req.OnResult, req.OnBatch
 	req.OnStart = func(reqid string) {
 		lr.ReqID, lr.Started = reqid, time.Now()
 		t.mu.Lock()
@@ -116,6 +116,12 @@ func (t *Tracker) Start(ctx context.Context, req RunRequest) (*LiveRun, error) {
 		lr.log.Result(i, r)
 		if onResult != nil {
 			onResult(i, r)
+		}
+	}
+	req.OnBatch = func(b BatchEvent) {
+		lr.log.Batch(b)
+		if onBatch != nil {
+			onBatch(b)
 		}
 	}
 	go func() {
@@ -160,12 +166,12 @@ func (t *Tracker) finalRecord(lr *LiveRun) store.Run {
 	}
 	req := lr.req
 	run := store.Run{ReqID: lr.ReqID, Script: req.Script, Args: nonNil(req.Args), Hosts: req.Hosts,
-		Username: req.Username, Status: store.RunDone, Started: lr.Started.UTC(), Finished: time.Now().UTC()}
+		Username: req.Username, Status: store.RunDone, Started: lr.Started.UTC(), Finished: time.Now().UTC(), RetryOf: req.RetryOf}
 	if lr.cancelled {
 		run.Status = store.RunCancelled
 	}
 	if lr.report != nil {
-		run.Results = lr.report.Results
+		run.Results, run.Batches = lr.report.Results, lr.report.Batches
 	}
 	return run
 }

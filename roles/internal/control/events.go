@@ -13,6 +13,7 @@ import (
 const (
 	EventOutput   = "output"   // one line of a host's stdout or stderr
 	EventResult   = "result"   // a host is done: its result
+	EventBatch    = "batch"    // a batch of a rollout starts
 	EventOverflow = "overflow" // the log stopped keeping output lines (MaxLiveOutput)
 	EventDone     = "done"     // the run is over: its final record; always the last event
 )
@@ -33,6 +34,7 @@ type Event struct {
 	Host   string           // the host as given (output, result)
 	Output wire.StreamEvent // EventOutput: one line, with its newline unless it is a last line without one
 	Result store.Result     // EventResult
+	Batch  BatchEvent       // EventBatch
 	Run    store.Run        // EventDone: the final record
 }
 
@@ -116,6 +118,17 @@ func (l *EventLog) Result(i int, r store.Result) {
 		l.linesLocked(i, r.Host, "stderr", stderr)
 	}
 	l.events = append(l.events, Event{Kind: EventResult, Index: i, Host: r.Host, Result: r})
+	l.notifyLocked()
+}
+
+// Batch logs the start of a batch of a rollout.
+func (l *EventLog) Batch(b BatchEvent) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return
+	}
+	l.events = append(l.events, Event{Kind: EventBatch, Batch: b})
 	l.notifyLocked()
 }
 

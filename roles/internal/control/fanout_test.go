@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/dispatcher-dev/dispatcher/pki"
 	"github.com/dispatcher-dev/dispatcher/pki/pkitest"
@@ -697,5 +698,87 @@ func TestLoadIdentity(t *testing.T) {
 	_, otherKey := pkitest.PEM(t, ca.Dispatcher(t))
 	if _, err := LoadIdentity(cert, write("o.key", otherKey), dir+"/ca.crt"); !errors.As(err, &missing) {
 		t.Errorf("key of another certificate: %v", err)
+	}
+}
+
+func TestDiscoverRefreshesTags(t *testing.T) {
+	f := newFleet(t)
+	f.agent("web-01", "web-01")
+	f.register(store.Agent{Hostname: "web-03", IP: "127.0.0.1", Port: deadPort(t), Tags: map[string]string{"old": "x"}})
+	e := f.engine(nil)
+	if _, err := e.Discover(context.Background(), DiscoverRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	a, err := f.st.GetAgent("web-01")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := cmp.Diff(map[string]string{"name": "web-01"}, a.Tags); d != "" {
+		t.Errorf("web-01's tags after discovery (-want +got):\n%s", d)
+	}
+	if a, _ := f.st.GetAgent("web-03"); !cmp.Equal(a.Tags, map[string]string{"old": "x"}) {
+		t.Errorf("an unreachable agent's tags changed: %v", a.Tags)
+	}
+	if n := strings.Count(f.logs(), "ACTION=tags-update"); n != 1 {
+		t.Errorf("%d tags-update events, want 1:\n%s", n, f.logs())
+	}
+	// Unchanged tags are not written again.
+	if _, err := e.Discover(context.Background(), DiscoverRequest{Hosts: []string{"web-01"}}); err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(f.logs(), "ACTION=tags-update"); n != 1 {
+		t.Errorf("%d tags-update events after a second discovery, want 1", n)
+	}
+}
+
+func TestRunRollout(t *testing.T) {
+	f := newFleet(t)
+	for _, h := range []string{"a-1", "a-2", "a-3"} {
+		f.agent(h, h)
+	}
+	e := f.engine(nil)
+	one, zero := Amount{N: 1}, Amount{}
+	var batches []BatchEvent
+	report, err := e.Run(context.Background(), RunRequest{Hosts: []string{"a-1", "a-2", "a-3"}, Script: "fail",
+		Rollout: Rollout{Batch: &one, MaxFailures: &zero}, OnBatch: func(b BatchEvent) { batches = append(batches, b) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if report.OK || f.runs.Load() != 1 {
+		t.Errorf("ok %v, %d runs reached agents, want 1", report.OK, f.runs.Load())
+	}
+	stop := "the rollout stopped after batch 1 of 3: 1 host failed, more than max failures 0"
+	no := false
+	want := []store.Result{{Host: "a-1", Exit: 3}, {Host: "a-2", Exit: -1, Error: notAttempted(stop), Attempted: &no},
+		{Host: "a-3", Exit: -1, Error: notAttempted(stop), Attempted: &no}}
+	if d := cmp.Diff(want, report.Results, cmpopts.IgnoreFields(store.Result{}, "RTT", "ReqID")); d != "" {
+		t.Errorf("results (-want +got):\n%s", d)
+	}
+	wantBatches := &store.Batches{Size: 1, Count: 3, Current: 1, Failures: 1, MaxFailures: new(int), Stopped: stop}
+	if d := cmp.Diff(wantBatches, report.Batches); d != "" {
+		t.Errorf("batches (-want +got):\n%s", d)
+	}
+	if len(batches) != 1 || batches[0].Batch != 1 || !cmp.Equal(batches[0].Hosts, []string{"a-1"}) {
+		t.Errorf("batch events %+v", batches)
+	}
+	stored, err := f.st.GetRun(report.ReqID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := cmp.Diff(report.Batches, stored.Batches); d != "" || len(stored.Results) != 3 || stored.Results[2].WasAttempted() {
+		t.Errorf("stored %+v (-report +stored):\n%s", stored, d)
+	}
+
+	// A retry of it runs the one failed host, and says what it retries.
+	_, hosts, err := e.RetryFailed(report.ReqID)
+	if err != nil || !cmp.Equal(hosts, []string{"a-1"}) {
+		t.Fatalf("RetryFailed = %v, %v", hosts, err)
+	}
+	retry, err := e.Run(context.Background(), RunRequest{Hosts: hosts, Script: "hello", RetryOf: report.ReqID})
+	if err != nil || !retry.OK {
+		t.Fatalf("retry: %+v, %v", retry, err)
+	}
+	if stored, _ := f.st.GetRun(retry.ReqID); stored.RetryOf != report.ReqID || stored.Batches != nil {
+		t.Errorf("stored retry: retry_of %q, batches %+v", stored.RetryOf, stored.Batches)
 	}
 }

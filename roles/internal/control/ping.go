@@ -2,13 +2,16 @@ package control
 
 import (
 	"context"
+	"maps"
 	"strconv"
 	"time"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/dispatcher-dev/dispatcher/roles/internal/config"
 	"github.com/dispatcher-dev/dispatcher/roles/internal/logging"
+	"github.com/dispatcher-dev/dispatcher/roles/internal/store"
 	"github.com/dispatcher-dev/dispatcher/wire"
 )
 
@@ -25,10 +28,13 @@ type PingRequest struct {
 	Token    string   // for Options.Authorize; not sent to agents
 	Port     int      // port for hosts that name none; 0 = registry, then 7443
 	Parallel int      // 0 = Options.Parallel
+	Rollout  Rollout  // batches and when to stop early, as for runs
 
 	// OnResult, when set, receives each host's result as it completes (in
 	// completion order, one call at a time).
 	OnResult func(i int, r PingResult)
+	// OnBatch, when set, hears of each batch as it starts.
+	OnBatch func(BatchEvent)
 }
 
 // PingResult is one host's answer to a ping, in the JSON shape of
@@ -50,14 +56,16 @@ type PingResult struct {
 	ExpiresInDays *int          `json:"expires_in_days,omitempty"`
 	ExpiryWarning bool          `json:"expiry_warning,omitempty"`
 	Renewed       *RenewedCert  `json:"renewed,omitempty"`
-	Duration      time.Duration `json:"-"` // RTT as a duration
+	Attempted     *bool         `json:"attempted,omitempty"` // false: a rollout did not start this host
+	Duration      time.Duration `json:"-"`                   // RTT as a duration
 }
 
 // PingReport is the outcome of a ping (SPEC §6): OK when every host
 // answered.
 type PingReport struct {
-	OK      bool         `json:"ok"`
-	Results []PingResult `json:"results"`
+	OK      bool           `json:"ok"`
+	Results []PingResult   `json:"results"`
+	Batches *store.Batches `json:"batches,omitempty"` // with a batch size or fail-fast
 }
 
 // Ping asks every host of req whether it is up (POST /ping), at most
@@ -69,6 +77,9 @@ func (e *Engine) Ping(ctx context.Context, req PingRequest) (*PingReport, error)
 	if err != nil {
 		return nil, err
 	}
+	if err := req.Rollout.Check(); err != nil {
+		return nil, err
+	}
 	if err := e.authorize(ctx, AuthRequest{Action: logging.ActionPing, Hosts: req.Hosts, Username: req.Username, Token: req.Token}); err != nil {
 		return nil, err
 	}
@@ -76,10 +87,25 @@ func (e *Engine) Ping(ctx context.Context, req PingRequest) (*PingReport, error)
 		return nil, err
 	}
 	reqid := NewReqID()
-	results, ok := collect(ctx, len(targets), e.parallel(req.Parallel), func(ctx context.Context, i int) PingResult {
+	report := &PingReport{OK: true, Results: make([]PingResult, len(targets))}
+	plan := req.Rollout.plan(len(targets))
+	batches := rollout(ctx, plan, req.Hosts, e.parallel(req.Parallel), func(ctx context.Context, i int) PingResult {
 		return e.pingOne(ctx, reqid, targets[i], req.Port)
-	}, func(r PingResult) bool { return r.Status == StatusOK }, req.OnResult)
-	return &PingReport{OK: ok, Results: results}, nil
+	}, func(i int, why string) PingResult {
+		return PingResult{Host: targets[i].Arg, Status: StatusError, RTT: FormatRTT(0), Error: notAttempted(why), Attempted: falsePtr()}
+	}, func(r PingResult) bool { return r.Status != StatusOK }, func(i int, r PingResult) {
+		report.Results[i] = r
+		if r.Status != StatusOK {
+			report.OK = false
+		}
+		if req.OnResult != nil {
+			req.OnResult(i, r)
+		}
+	}, req.OnBatch, nil)
+	if plan.batched() {
+		report.Batches = &batches
+	}
+	return report, nil
 }
 
 func (e *Engine) pingOne(ctx context.Context, reqid string, t Target, port int) PingResult {
@@ -213,10 +239,36 @@ func (e *Engine) discoverOne(ctx context.Context, reqid string, t Target, port i
 		} else {
 			e.touch(p)
 			e.afterContact(ctx, reqid, p, peer.Leaf())
+			if p.registered {
+				e.refreshTags(reqid, t.Name, res.Tags)
+			}
 		}
 	}
 	logResult(e.log, logging.ActionDiscover, reqid, t.Name, res.Status, res.Duration, res.Error)
 	return res
+}
+
+// refreshTags makes host's registry record hold the tags the agent
+// published, when they differ. Tags that agent.conf could not have held
+// (config.CheckTags: bad names, long or unprintable values, too many) are
+// not stored.
+// Failures are logged and change no result.
+func (e *Engine) refreshTags(reqid, host string, tags map[string]string) {
+	a, err := e.o.Registry.GetAgent(host)
+	if err != nil || maps.Equal(a.Tags, tags) || len(a.Tags) == 0 && len(tags) == 0 {
+		return
+	}
+	fields := []zap.Field{zap.String("reqid", reqid), zap.String("host", host), zap.Any("tags", tags), zap.Any("old", a.Tags)}
+	if err := config.CheckTags(tags); err != nil {
+		logging.EventLevel(e.log, zapcore.WarnLevel, logging.ActionTagsUpdate, append(fields, zap.Error(err))...)
+		return
+	}
+	a.Tags = maps.Clone(tags)
+	if err := e.o.Registry.PutAgent(a); err != nil {
+		logging.EventLevel(e.log, zapcore.WarnLevel, logging.ActionTagsUpdate, append(fields, zap.Error(err))...)
+		return
+	}
+	logging.Event(e.log, logging.ActionTagsUpdate, fields...)
 }
 
 func logResult(log *zap.Logger, action, reqid, host, status string, rtt time.Duration, errText string) {

@@ -51,6 +51,29 @@ func (p *progress) add(i int, r store.Result) {
 		return
 	}
 	p.done[i] = &r
+	p.changedLocked()
+}
+
+// setBatches records the rollout's progress. A batch starting or the
+// rollout stopping is written at once; a failure counted, in time.
+func (p *progress) setBatches(b store.Batches) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.stopped {
+		return
+	}
+	prev := p.run.Batches
+	p.run.Batches = &b
+	if prev == nil || prev.Current != b.Current || prev.Stopped != b.Stopped {
+		p.saveLocked()
+		return
+	}
+	p.changedLocked()
+}
+
+// changedLocked writes the record now when the last write is
+// progressEvery old, else arms the timer that will.
+func (p *progress) changedLocked() {
 	p.dirty = true
 	wait := p.every - time.Since(p.last)
 	switch {

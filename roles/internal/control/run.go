@@ -27,6 +27,8 @@ type RunRequest struct {
 	Timeout  time.Duration // script wall-clock limit on the agent (whole seconds, rounded up); 0 = the agent's default
 	Port     int           // port for hosts that name none (--port); 0 = registry, then 7443
 	Parallel int           // hosts in flight at once; 0 = Options.Parallel
+	Rollout  Rollout       // batches and when to stop early; the zero value runs every host at once
+	RetryOf  string        // the run whose failed hosts this one retries (RetryFailed), stored with the run
 
 	// OnStart, when set, is called with the reqid once the locks are held
 	// and the run is stored, before any agent is contacted.
@@ -39,8 +41,12 @@ type RunRequest struct {
 	OnOutput func(i int, host string, ev wire.StreamEvent)
 	// OnResult, when set, receives each host's result as it completes:
 	// in completion order, one call at a time. i is the host's index in
-	// Hosts.
+	// Hosts. Hosts a rollout did not start come too, with Attempted
+	// false.
 	OnResult func(i int, r store.Result)
+	// OnBatch, when set, hears of each batch of a rollout as it starts
+	// (a run without a batch size is one batch).
+	OnBatch func(BatchEvent)
 }
 
 // RunReport is the outcome of a run, in the JSON shape of run --json
@@ -49,6 +55,9 @@ type RunReport struct {
 	OK      bool           `json:"ok"`
 	ReqID   string         `json:"reqid"`
 	Results []store.Result `json:"results"`
+	// Batches is the rollout's progress when the run had a batch size or
+	// fail-fast: among it, why it stopped early.
+	Batches *store.Batches `json:"batches,omitempty"`
 
 	// Stored is the final record as Run stored it; its zero value when
 	// storing failed.
@@ -98,6 +107,9 @@ func (e *Engine) run(ctx context.Context, req RunRequest, watch bool) (*RunRepor
 	if req.Timeout < 0 {
 		return nil, errors.New("timeout must not be negative")
 	}
+	if err := req.Rollout.Check(); err != nil {
+		return nil, err
+	}
 	if err := e.authorize(ctx, AuthRequest{Action: logging.ActionRun, Script: req.Script, Hosts: req.Hosts,
 		Args: req.Args, Username: req.Username, Token: req.Token}); err != nil {
 		return nil, err
@@ -129,8 +141,12 @@ func (e *Engine) run(ctx context.Context, req RunRequest, watch bool) (*RunRepor
 	}
 
 	run := store.Run{ReqID: reqid, Script: req.Script, Args: nonNil(req.Args), Hosts: req.Hosts,
-		Username: req.Username, Status: store.RunRunning, Started: started.UTC()}
+		Username: req.Username, Status: store.RunRunning, Started: started.UTC(), RetryOf: req.RetryOf}
 	run.Owner = &owner
+	plan := req.Rollout.plan(len(targets))
+	if plan.batched() {
+		run.Batches = plan.progress()
+	}
 	if err := e.o.Runs.SaveRun(run); err != nil {
 		return nil, fmt.Errorf("store run %s: %w", reqid, err)
 	}
@@ -157,16 +173,24 @@ func (e *Engine) run(ctx context.Context, req RunRequest, watch bool) (*RunRepor
 		return e.runOne(ctx, reqid, i, targets[i], req)
 	}
 	prog := e.newProgress(run)
-	fanout(ctx, len(targets), e.parallel(req.Parallel), work, func(i int, r store.Result) {
-		results[i] = r
-		prog.add(i, r)
-		if r.Exit != 0 {
-			failed++
-		}
-		if req.OnResult != nil {
-			req.OnResult(i, r)
-		}
-	})
+	skip := func(i int, why string) store.Result {
+		return store.Result{Host: targets[i].Arg, Exit: -1, RTT: FormatRTT(0), ReqID: reqid, Error: notAttempted(why), Attempted: falsePtr()}
+	}
+	var state func(store.Batches)
+	if plan.batched() {
+		state = prog.setBatches
+	}
+	batches := rollout(ctx, plan, req.Hosts, e.parallel(req.Parallel), work, skip,
+		func(r store.Result) bool { return r.Exit != 0 }, func(i int, r store.Result) {
+			results[i] = r
+			prog.add(i, r)
+			if r.Exit != 0 {
+				failed++
+			}
+			if req.OnResult != nil {
+				req.OnResult(i, r)
+			}
+		}, req.OnBatch, state)
 
 	stopWatch()
 	prog.stop()
@@ -174,7 +198,10 @@ func (e *Engine) run(ctx context.Context, req RunRequest, watch bool) (*RunRepor
 	if ctx.Err() != nil {
 		run.Status = store.RunCancelled // hosts still in flight say "cancelled"
 	}
-	report := &RunReport{OK: failed == 0, ReqID: reqid, Results: results}
+	if plan.batched() {
+		run.Batches = &batches
+	}
+	report := &RunReport{OK: failed == 0, ReqID: reqid, Results: results, Batches: run.Batches}
 	if err := e.o.Runs.SaveRun(run); err != nil {
 		return report, fmt.Errorf("run %s finished but its results could not be stored: %w", reqid, err)
 	}

@@ -42,6 +42,9 @@ func (e *Engine) CheckRun(req RunRequest) error {
 	if req.Timeout < 0 {
 		return badRequest(errors.New("timeout must not be negative"))
 	}
+	if err := req.Rollout.Check(); err != nil {
+		return err
+	}
 	return checkWidth(req.Port, req.Parallel)
 }
 

@@ -27,7 +27,8 @@ const (
 	ActionAuthAllow     = "auth-allow" // debug level: the auth hook allowed
 	ActionLockConflict  = "lock-conflict"
 	ActionSerialReject  = "serial-reject"
-	ActionKeyPin        = "key-pin" // dispatcher: a Perl-paired agent's key pinned at its first contact
+	ActionKeyPin        = "key-pin"     // dispatcher: a Perl-paired agent's key pinned at its first contact
+	ActionTagsUpdate    = "tags-update" // dispatcher: a registry record's tags refreshed from the agent's /capabilities
 	ActionIPBlock       = "ip-block"
 	ActionRateBlock     = "rate-block"
 	ActionConfigWarn    = "config-warn"

@@ -95,6 +95,9 @@ func oneLine(s string) string {
 // RunHeader is the first line of a host's block: "==> HOST  [OK  exit:0
 // 12ms]", FAIL for any exit but 0.
 func RunHeader(r store.Result) string {
+	if !r.WasAttempted() {
+		return fmt.Sprintf("==> %s  [SKIP  not attempted]", r.Host)
+	}
 	word := "OK"
 	if r.Exit != 0 {
 		word = "FAIL"
@@ -181,17 +184,31 @@ func WriteRunStatus(w io.Writer, r store.Run) error {
 	if !r.Finished.IsZero() {
 		fmt.Fprintf(&b, "finished  %s\n", r.Finished.UTC().Format("2006-01-02T15:04:05Z"))
 	}
+	if r.RetryOf != "" {
+		fmt.Fprintf(&b, "retry of  %s\n", r.RetryOf)
+	}
 	status := r.Status
 	if r.Status == store.RunDone {
-		failed := 0
-		for _, res := range r.Results {
-			if res.Exit != 0 {
-				failed++
-			}
+		failed, skipped := tally(r.Results)
+		status = fmt.Sprintf("done, %d of %d hosts failed", failed+skipped, len(r.Results))
+		if skipped > 0 {
+			status += fmt.Sprintf(" (%d of them not attempted)", skipped)
 		}
-		status = fmt.Sprintf("done, %d of %d hosts failed", failed, len(r.Results))
 	}
 	fmt.Fprintf(&b, "status    %s\n", status)
+	if bt := r.Batches; bt != nil {
+		fmt.Fprintf(&b, "batches   %d of %d started, %d hosts each, %d hosts failed", bt.Current, bt.Count, bt.Size, bt.Failures)
+		if bt.MaxFailures != nil {
+			fmt.Fprintf(&b, " (max failures %d)", *bt.MaxFailures)
+		}
+		if bt.FailFast {
+			b.WriteString(" (fail-fast)")
+		}
+		b.WriteByte('\n')
+		if bt.Stopped != "" {
+			fmt.Fprintf(&b, "stopped   %s\n", oneLine(bt.Stopped))
+		}
+	}
 	if _, err := w.Write(b.Bytes()); err != nil {
 		return err
 	}
@@ -201,6 +218,32 @@ func WriteRunStatus(w io.Writer, r store.Run) error {
 		}
 	}
 	return nil
+}
+
+// RunTally counts results for a summary: "20 hosts, 2 failed", plus ", 10
+// not attempted" when a rollout stopped early. Hosts not attempted are
+// not counted as failed here, though they make the run not ok.
+func RunTally(results []store.Result) string {
+	failed, skipped := tally(results)
+	s := fmt.Sprintf("%d hosts, %d failed", len(results), failed)
+	if skipped > 0 {
+		s += fmt.Sprintf(", %d not attempted", skipped)
+	}
+	return s
+}
+
+// tally counts the hosts that were attempted and failed, and those not
+// attempted.
+func tally(results []store.Result) (failed, skipped int) {
+	for _, r := range results {
+		switch {
+		case !r.WasAttempted():
+			skipped++
+		case r.Exit != 0:
+			failed++
+		}
+	}
+	return failed, skipped
 }
 
 // StatusJSON is the --json form of status REQID: the stored run, with ok
@@ -246,12 +289,14 @@ func WriteDiscoverTable(w io.Writer, results []control.DiscoverResult) error {
 				scripts[i] += "!"
 			}
 		}
-		t.Row(r.Host, r.Status, r.Version, strings.Join(scripts, ","), formatTags(r.Tags), r.Error)
+		t.Row(r.Host, r.Status, r.Version, strings.Join(scripts, ","), FormatTags(r.Tags), r.Error)
 	}
 	return t.Write(w)
 }
 
-func formatTags(tags map[string]string) string {
+// FormatTags writes tags as k=v pairs sorted by name and joined by
+// commas ("env=prod,role=web"); "" when there are none.
+func FormatTags(tags map[string]string) string {
 	keys := make([]string, 0, len(tags))
 	for k := range tags {
 		keys = append(keys, k)

@@ -105,6 +105,27 @@ type Run struct {
 	// Owner is the process running the run, recorded while it runs so
 	// that a run whose process died can be marked lost.
 	Owner *RunOwner `json:"owner,omitempty"`
+	// Batches is the progress of a run rolled out in batches (or with
+	// fail-fast); nil for a run of every host at once.
+	Batches *Batches `json:"batches,omitempty"`
+	// RetryOf is the run whose failed hosts this run retries.
+	RetryOf string `json:"retry_of,omitempty"`
+}
+
+// Batches is a rollout's progress: batches of Size hosts, in the order of
+// the run's hosts, one after the other.
+type Batches struct {
+	Size     int `json:"size"`     // hosts per batch (the last may have fewer)
+	Count    int `json:"count"`    // batches in all
+	Current  int `json:"current"`  // the batch started last, from 1; 0 before the first
+	Failures int `json:"failures"` // hosts that failed so far
+	// MaxFailures is how many failed hosts the rollout tolerates before
+	// it starts no further batch; nil: no limit.
+	MaxFailures *int `json:"max_failures,omitempty"`
+	FailFast    bool `json:"fail_fast,omitempty"`
+	// Stopped says why the rollout started no further hosts; "" while it
+	// goes on, and when every batch ran.
+	Stopped string `json:"stopped,omitempty"`
 }
 
 // Values of Run.Status. A running record holds the results of the hosts
@@ -150,7 +171,13 @@ type Result struct {
 	Error     string `json:"error,omitempty"`
 	Truncated bool   `json:"truncated,omitempty"`
 	Signal    string `json:"signal,omitempty"`
+	// Attempted is false for a host a rollout never started (its batch
+	// was not run, or fail-fast stopped it); nil for every other host.
+	Attempted *bool `json:"attempted,omitempty"`
 }
+
+// WasAttempted reports whether the host was contacted at all.
+func (r Result) WasAttempted() bool { return r.Attempted == nil || *r.Attempted }
 
 // Output returns the exact bytes of stdout and stderr: the base64 fields
 // when set, else the text.
