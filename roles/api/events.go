@@ -7,12 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/dispatcher-dev/dispatcher/roles/internal/control"
-	"github.com/dispatcher-dev/dispatcher/roles/internal/store"
 )
 
 // outputEvent is the data of an output event: one line of a host's output.
@@ -143,8 +141,7 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 	if live == nil {
 		stop := context.AfterFunc(s.draining, cancel)
 		defer stop()
-		b := newStoredBatches(run, out.event)
-		_ = control.FollowStored(ctx, s.o.Runs, run, s.pollEvery, b.emit)
+		_ = control.FollowStored(ctx, s.o.Runs, run, s.pollEvery, out.event)
 		return
 	}
 	log := live.Events()
@@ -163,99 +160,4 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-}
-
-// storedBatches adds batch events to the events of a run followed from
-// its stored record (a run of another process, or one that is over).
-// The record keeps only the rollout's progress, so the events are rebuilt
-// from it and from the hosts' results: batch k covers hosts Size*(k-1) up
-// to Size*k of the run, and is announced just before the first event of
-// one of its hosts that ran (a batch starts before any of its hosts
-// does), or — for a batch that started but whose hosts all went
-// unattempted (fail-fast stopped it) — before the done event. Its
-// failures are the failed hosts of earlier batches. A run without batches
-// gets no batch events.
-//
-// Between two reads of the record, FollowStored passes on only new
-// results, not the record: a batch started elsewhere is announced with
-// its first host done, not at once.
-type storedBatches struct {
-	emitFn    func(control.Event) error
-	hosts     []string
-	index     map[string]int // host → its place in hosts
-	progress  *store.Batches // as the record read last says
-	announced int            // batches announced so far
-	failed    map[int]int    // batch → failed results sent
-}
-
-func newStoredBatches(run store.Run, emit func(control.Event) error) *storedBatches {
-	b := &storedBatches{emitFn: emit, hosts: run.Hosts, index: make(map[string]int, len(run.Hosts)),
-		progress: run.Batches, failed: map[int]int{}}
-	for i, h := range run.Hosts {
-		b.index[h] = i
-	}
-	return b
-}
-
-// batchOf returns the batch of host (from 1), or 0 when there is none.
-func (b *storedBatches) batchOf(host string) int {
-	i, ok := b.index[host]
-	if !ok || b.progress == nil || b.progress.Size <= 0 {
-		return 0
-	}
-	return i/b.progress.Size + 1
-}
-
-// current is the batch the record read last says started last.
-func (b *storedBatches) current() int {
-	if b.progress == nil {
-		return 0
-	}
-	return b.progress.Current
-}
-
-// announce sends the batch events up to batch k not sent yet.
-func (b *storedBatches) announce(k int) error {
-	for ; b.announced < k; b.announced++ {
-		n := b.announced + 1
-		size := b.progress.Size
-		lo, hi := min(len(b.hosts), (n-1)*size), min(len(b.hosts), n*size)
-		failures := 0
-		for j := 1; j < n; j++ {
-			failures += b.failed[j]
-		}
-		ev := control.Event{Kind: control.EventBatch, Batch: control.BatchEvent{Batch: n, Batches: b.progress.Count,
-			Hosts: b.hosts[lo:hi], Failures: failures}}
-		if err := b.emitFn(ev); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// emit sends ev, after the batch events due before it.
-func (b *storedBatches) emit(ev control.Event) error {
-	switch ev.Kind {
-	case control.EventDone:
-		if ev.Run.Batches != nil {
-			b.progress = ev.Run.Batches
-		}
-		if err := b.announce(b.current()); err != nil {
-			return err
-		}
-	case control.EventOutput, control.EventResult:
-		k := b.batchOf(ev.Host)
-		// A host's output, or a result other than "not attempted" and
-		// the "lost:" of a run whose process died, says its batch started.
-		ran := ev.Kind == control.EventOutput || ev.Result.WasAttempted() && !strings.HasPrefix(ev.Result.Error, "lost:")
-		if k > 0 && (ran || k <= b.current()) {
-			if err := b.announce(k); err != nil {
-				return err
-			}
-		}
-		if ev.Kind == control.EventResult && k > 0 && ev.Result.Exit != 0 && ev.Result.WasAttempted() {
-			b.failed[k]++
-		}
-	}
-	return b.emitFn(ev)
 }

@@ -226,14 +226,20 @@ func (t *Tracker) Drain(ctx context.Context, after time.Duration) (cancelled int
 
 // FollowStored calls emit for the events of run, a record read from runs
 // (see StoredEvents), and — while it is running in another process — reads
-// it again every every and emits the hosts done since, until the run is
-// over, ctx ends or emit fails. A record that disappears meanwhile (purged)
+// it again every every and emits the batches started and the hosts done
+// since, until the run is over, ctx ends or emit fails. A record that disappears meanwhile (purged)
 // ends it with an error wrapping store.ErrNotFound.
 func FollowStored(ctx context.Context, runs store.Runs, run store.Run, every time.Duration, emit func(Event) error) error {
 	seen := make(map[string]bool, len(run.Hosts))
+	announced := 0 // batch events sent
 	for {
 		for _, ev := range StoredEvents(run) {
-			if ev.Kind != EventDone && seen[ev.Host] {
+			switch {
+			case ev.Kind == EventBatch && ev.Batch.Batch <= announced:
+				continue
+			case ev.Kind == EventBatch:
+				announced = ev.Batch.Batch
+			case ev.Kind != EventDone && seen[ev.Host]:
 				continue
 			}
 			if err := emit(ev); err != nil {

@@ -202,17 +202,41 @@ func (l *EventLog) Wait(ctx context.Context, n int) (events []Event, end bool, e
 
 // StoredEvents returns the events of a stored run as a log would hold
 // them: each done host's output line by line and its result, in the order
-// of the hosts, and — unless the run is still running — the end.
+// of the hosts, and — unless the run is still running — the end. For a
+// rollout, each batch the record says was started is announced before its
+// hosts' results, with the failures stored for the batches before it.
 func StoredEvents(run store.Run) []Event {
 	l := NewEventLog(run.Hosts)
 	index := make(map[string]int, len(run.Hosts))
 	for i, h := range run.Hosts {
 		index[h] = i
 	}
-	for _, r := range run.Results {
-		if i, ok := index[r.Host]; ok {
-			l.Result(i, r)
+	b := run.Batches
+	next, failures := 1, 0 // the batch to announce next; failed hosts before it
+	announce := func(upTo int) {
+		if b == nil || b.Size < 1 {
+			return
 		}
+		for ; next <= min(upTo, b.Current); next++ {
+			lo, hi := min(len(run.Hosts), (next-1)*b.Size), min(len(run.Hosts), next*b.Size)
+			l.Batch(BatchEvent{Batch: next, Batches: b.Count, Hosts: run.Hosts[lo:hi], Failures: failures})
+		}
+	}
+	for _, r := range run.Results {
+		i, ok := index[r.Host]
+		if !ok {
+			continue
+		}
+		if b != nil && b.Size > 0 {
+			announce(i/b.Size + 1)
+		}
+		l.Result(i, r)
+		if r.Exit != 0 && r.WasAttempted() {
+			failures++
+		}
+	}
+	if b != nil {
+		announce(b.Current) // started, no host done yet
 	}
 	if run.Status != store.RunRunning {
 		l.Close(run)

@@ -265,3 +265,47 @@ func TestRetryFailed(t *testing.T) {
 		t.Errorf("unknown run: %v", err)
 	}
 }
+
+func TestStoredEventsBatches(t *testing.T) {
+	no := false
+	run := store.Run{ReqID: "00000000000000b1", Status: store.RunRunning, Hosts: []string{"a", "b", "c", "d", "e"},
+		Batches: &store.Batches{Size: 2, Count: 3, Current: 2},
+		Results: []store.Result{{Host: "a"}, {Host: "b", Exit: 2}, {Host: "c", Exit: -1, Error: "connect: refused"}}}
+	kinds := func(evs []Event) []string {
+		var out []string
+		for _, ev := range evs {
+			switch ev.Kind {
+			case EventBatch:
+				out = append(out, fmt.Sprintf("batch %d/%d %v failures %d", ev.Batch.Batch, ev.Batch.Batches, ev.Batch.Hosts, ev.Batch.Failures))
+			case EventResult:
+				out = append(out, "result "+ev.Host)
+			case EventDone:
+				out = append(out, "done")
+			}
+		}
+		return out
+	}
+	// Batch 2 started and one of its hosts is done: it is announced
+	// before that host, with batch 1's failure.
+	want := []string{"batch 1/3 [a b] failures 0", "result a", "result b", "batch 2/3 [c d] failures 1", "result c"}
+	if d := cmp.Diff(want, kinds(StoredEvents(run))); d != "" {
+		t.Errorf("running (-want +got):\n%s", d)
+	}
+	// Over: batch 3 was never started; its host is a result, not a batch.
+	run.Status = store.RunDone
+	run.Results = append(run.Results, store.Result{Host: "d"}, store.Result{Host: "e", Exit: -1, Attempted: &no})
+	want = append(want, "result d", "result e", "done")
+	if d := cmp.Diff(want, kinds(StoredEvents(run))); d != "" {
+		t.Errorf("done (-want +got):\n%s", d)
+	}
+	// A batch started with no host done yet is announced too; a run
+	// without batches has no batch events.
+	run.Results, run.Status = nil, store.RunRunning
+	if d := cmp.Diff([]string{"batch 1/3 [a b] failures 0", "batch 2/3 [c d] failures 0"}, kinds(StoredEvents(run))); d != "" {
+		t.Errorf("no results (-want +got):\n%s", d)
+	}
+	run.Batches = nil
+	if evs := kinds(StoredEvents(run)); len(evs) != 0 {
+		t.Errorf("plain run: %v", evs)
+	}
+}
