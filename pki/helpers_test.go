@@ -3,19 +3,16 @@ package pki_test
 import (
 	"crypto/rand"
 	"crypto/rsa"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/asn1"
 	"encoding/pem"
 	"io"
 	"log"
-	"math/big"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/dispatcher-dev/dispatcher/pki"
+	"github.com/dispatcher-dev/dispatcher/pki/pkitest"
 )
 
 // rsaKey is the one RSA key of the tests: generating it is slow.
@@ -44,63 +41,13 @@ func pemBlock(typ string, der []byte) []byte {
 	return pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der})
 }
 
-// v1RSACA builds, by hand, a version 1 self-signed RSA certificate with no
-// extensions at all, as openssl req -x509 makes without a configuration.
-// crypto/x509 only writes version 3 certificates.
+// v1RSACA is a version 1 self-signed RSA certificate with no extensions
+// at all, as openssl req -x509 makes without a configuration
+// (pkitest.V1Cert; crypto/x509 only writes version 3 certificates).
 func v1RSACA(t testing.TB, key *rsa.PrivateKey, now time.Time) []byte {
 	t.Helper()
-	name, err := asn1.Marshal(pkix.Name{CommonName: "Perl Dispatcher CA"}.ToRDNSequence())
-	if err != nil {
-		t.Fatal(err)
-	}
-	spki, err := x509.MarshalPKIXPublicKey(&key.PublicKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sigAlg := pkix.AlgorithmIdentifier{
-		Algorithm:  asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 1, 11}, // sha256WithRSAEncryption
-		Parameters: asn1.NullRawValue,
-	}
-	type validity struct{ NotBefore, NotAfter time.Time }
-	tbs := struct {
-		SerialNumber *big.Int
-		Signature    pkix.AlgorithmIdentifier
-		Issuer       asn1.RawValue
-		Validity     validity
-		Subject      asn1.RawValue
-		PublicKey    asn1.RawValue
-	}{
-		SerialNumber: big.NewInt(0x1001),
-		Signature:    sigAlg,
-		Issuer:       asn1.RawValue{FullBytes: name},
-		Validity:     validity{now.Add(-time.Hour).UTC().Truncate(time.Second), now.AddDate(10, 0, 0).UTC().Truncate(time.Second)},
-		Subject:      asn1.RawValue{FullBytes: name},
-		PublicKey:    asn1.RawValue{FullBytes: spki},
-	}
-	tbsDER, err := asn1.Marshal(tbs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sig, err := (*rsa.PrivateKey).Sign(key, rand.Reader, sha256Sum(tbsDER), cryptoSHA256)
-	if err != nil {
-		t.Fatal(err)
-	}
-	der, err := asn1.Marshal(struct {
-		TBS       asn1.RawValue
-		Algorithm pkix.AlgorithmIdentifier
-		Signature asn1.BitString
-	}{asn1.RawValue{FullBytes: tbsDER}, sigAlg, asn1.BitString{Bytes: sig, BitLength: 8 * len(sig)}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatalf("hand-made v1 certificate does not parse: %v", err)
-	}
-	if c.Version != 1 || len(c.Extensions) != 0 {
-		t.Fatalf("hand-made certificate is version %d with %d extensions, want 1 and 0", c.Version, len(c.Extensions))
-	}
-	return pemBlock("CERTIFICATE", der)
+	const cn = "Perl Dispatcher CA"
+	return pkitest.V1Cert(t, cn, cn, 0x1001, &key.PublicKey, key, now.Add(-time.Hour), now.AddDate(10, 0, 0))
 }
 
 func errString(err error) string {

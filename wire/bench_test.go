@@ -103,6 +103,36 @@ func benchDecoder[T any](got *T) (http.Handler, *error) {
 	return h, &derr
 }
 
+// benchDecodeRequest measures the agent decoding want's JSON sent to
+// path, once it has checked that it decodes to want.
+func benchDecodeRequest[T any](b *testing.B, path string, want T) {
+	body, err := json.Marshal(want)
+	if err != nil {
+		b.Fatal(err)
+	}
+	r, rewind := benchRequest(path, body)
+	var got T
+	h, derr := benchDecoder(&got)
+	w := &benchResponse{h: http.Header{}}
+	rewind()
+	h.ServeHTTP(w, r)
+	if *derr != nil {
+		b.Fatalf("decode request: %v", *derr)
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		b.Fatalf("decoded request (-want +got):\n%s", diff)
+	}
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	for b.Loop() {
+		rewind()
+		h.ServeHTTP(w, r)
+		if *derr != nil {
+			b.Fatal(*derr)
+		}
+	}
+}
+
 func BenchmarkRunRequest(b *testing.B) {
 	b.Run("encode", func(b *testing.B) {
 		out, err := json.Marshal(benchRunRequest)
@@ -123,33 +153,7 @@ func BenchmarkRunRequest(b *testing.B) {
 			}
 		}
 	})
-	b.Run("decode", func(b *testing.B) {
-		body, err := json.Marshal(benchRunRequest)
-		if err != nil {
-			b.Fatal(err)
-		}
-		r, rewind := benchRequest(PathRun, body)
-		var got RunRequest
-		h, derr := benchDecoder(&got)
-		w := &benchResponse{h: http.Header{}}
-		rewind()
-		h.ServeHTTP(w, r)
-		if *derr != nil {
-			b.Fatalf("decode request: %v", *derr)
-		}
-		if diff := cmp.Diff(benchRunRequest, got); diff != "" {
-			b.Fatalf("decoded request (-want +got):\n%s", diff)
-		}
-		b.SetBytes(int64(len(body)))
-		b.ReportAllocs()
-		for b.Loop() {
-			rewind()
-			h.ServeHTTP(w, r)
-			if *derr != nil {
-				b.Fatal(*derr)
-			}
-		}
-	})
+	b.Run("decode", func(b *testing.B) { benchDecodeRequest(b, PathRun, benchRunRequest) })
 }
 
 func BenchmarkPingRequest(b *testing.B) {
@@ -169,29 +173,7 @@ func BenchmarkPingRequest(b *testing.B) {
 			}
 		}
 	})
-	b.Run("decode", func(b *testing.B) {
-		body, err := json.Marshal(want)
-		if err != nil {
-			b.Fatal(err)
-		}
-		r, rewind := benchRequest(PathPing, body)
-		var got PingRequest
-		h, derr := benchDecoder(&got)
-		w := &benchResponse{h: http.Header{}}
-		rewind()
-		h.ServeHTTP(w, r)
-		if *derr != nil || got != want {
-			b.Fatalf("decoded ping request %+v, %v; want %+v", got, *derr, want)
-		}
-		b.ReportAllocs()
-		for b.Loop() {
-			rewind()
-			h.ServeHTTP(w, r)
-			if *derr != nil {
-				b.Fatal(*derr)
-			}
-		}
-	})
+	b.Run("decode", func(b *testing.B) { benchDecodeRequest(b, PathPing, want) })
 }
 
 func BenchmarkPingResponse(b *testing.B) {

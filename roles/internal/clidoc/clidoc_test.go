@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/dispatcher-dev/dispatcher/internal/mantest"
+
 	"github.com/google/go-cmp/cmp"
 	"github.com/urfave/cli/v2"
 
@@ -220,34 +222,7 @@ func TestMan(t *testing.T) {
 			t.Errorf("unescaped line %q", line)
 		}
 	}
-	checkRenders(t, page)
-}
-
-// checkRenders renders page with groff and man, where installed, and
-// fails on any warning.
-func checkRenders(t *testing.T, page string) {
-	t.Helper()
-	file := filepath.Join(t.TempDir(), "page.1")
-	if err := os.WriteFile(file, []byte(page), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if groff, err := exec.LookPath("groff"); err == nil {
-		var stderr bytes.Buffer
-		cmd := exec.Command(groff, "-man", "-Tutf8", "-ww", "-z", file)
-		cmd.Stderr = &stderr
-		if err := cmd.Run(); err != nil || stderr.Len() > 0 {
-			t.Errorf("groff -man -ww: %v\n%s", err, stderr.String())
-		}
-	}
-	if man, err := exec.LookPath("man"); err == nil {
-		var stdout, stderr bytes.Buffer
-		cmd := exec.Command(man, "-l", file)
-		cmd.Env = append(os.Environ(), "MANWIDTH=80", "MANPAGER=cat", "PAGER=cat", "LC_ALL=C.UTF-8")
-		cmd.Stdout, cmd.Stderr = &stdout, &stderr
-		if err := cmd.Run(); err != nil || stderr.Len() > 0 || !strings.Contains(stdout.String(), "NAME") {
-			t.Errorf("man -l: %v\n%s", err, stderr.String())
-		}
-	}
+	mantest.CheckRenders(t, page)
 }
 
 func TestRoff(t *testing.T) {

@@ -1,0 +1,3 @@
+// Package mantest checks generated man pages in tests: that groff and man
+// render them without a warning. Only tests import it.
+package mantest
