@@ -15,8 +15,6 @@ import (
 	"github.com/dispatcher-dev/dispatcher/pki"
 )
 
-const cryptoSHA256 = crypto.SHA256
-
 func sha256Sum(b []byte) []byte {
 	s := sha256.Sum256(b)
 	return s[:]
