@@ -239,7 +239,7 @@ func (e *Engine) discoverOne(ctx context.Context, reqid string, t Target, port i
 		} else {
 			e.touch(p)
 			e.afterContact(ctx, reqid, p, peer.Leaf())
-			if p.registered {
+			if p.registered && !sameTags(p.tags, res.Tags) {
 				e.refreshTags(reqid, t.Name, res.Tags)
 			}
 		}
@@ -248,14 +248,20 @@ func (e *Engine) discoverOne(ctx context.Context, reqid string, t Target, port i
 	return res
 }
 
+// sameTags reports whether two tag sets are equal, nil and empty alike.
+func sameTags(a, b map[string]string) bool {
+	return maps.Equal(a, b) || len(a) == 0 && len(b) == 0
+}
+
 // refreshTags makes host's registry record hold the tags the agent
-// published, when they differ. Tags that agent.conf could not have held
+// published, when they differ (Discover calls it only when the record it
+// planned with held others, so an unchanged fleet costs no extra read). Tags that agent.conf could not have held
 // (config.CheckTags: bad names, long or unprintable values, too many) are
 // not stored.
 // Failures are logged and change no result.
 func (e *Engine) refreshTags(reqid, host string, tags map[string]string) {
 	a, err := e.o.Registry.GetAgent(host)
-	if err != nil || maps.Equal(a.Tags, tags) || len(a.Tags) == 0 && len(tags) == 0 {
+	if err != nil || sameTags(a.Tags, tags) {
 		return
 	}
 	fields := []zap.Field{zap.String("reqid", reqid), zap.String("host", host), zap.Any("tags", tags), zap.Any("old", a.Tags)}

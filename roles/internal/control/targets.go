@@ -79,6 +79,7 @@ type dialPlan struct {
 	target     wire.Target
 	pin        string // normalised key fingerprint from the registry, "" = none
 	registered bool
+	tags       map[string]string // the registry record's tags, as planned
 }
 
 // plan looks host up in the registry and DNS. The port is the first of:
@@ -117,6 +118,7 @@ func (e *Engine) plan(ctx context.Context, t Target, flagPort int) (dialPlan, er
 		target:     wire.Target{Host: t.Name, Addr: net.JoinHostPort(host, strconv.Itoa(port))},
 		pin:        pin,
 		registered: registered,
+		tags:       a.Tags,
 	}, nil
 }
 
