@@ -74,19 +74,7 @@ func (f rolloutFields) rollout() (control.Rollout, error) {
 		}
 	}
 	ro.FailFast = f.FailFast
-	switch {
-	case ro.Batch != nil && ro.Batch.N == 0:
-		return ro, errorf(http.StatusBadRequest, "batch %s: want at least 1 host, or 1%% of them, per batch", ro.Batch)
-	case ro.Batch == nil && ro.BatchWait > 0:
-		return ro, errorf(http.StatusBadRequest, "batch_wait is the pause between batches: set batch too")
-	case ro.Batch == nil && ro.MaxFailures != nil:
-		return ro, errorf(http.StatusBadRequest, "max_failures is checked between batches: set batch too, or use fail_fast")
-	}
-	// Anything the engine refuses beyond that reads well as it is.
-	if err := ro.Check(); err != nil {
-		return ro, err
-	}
-	return ro, nil
+	return ro, ro.Check()
 }
 
 // given reports whether a raw member was present and not null.

@@ -175,6 +175,12 @@ func TestRunRefusals(t *testing.T) {
 		{[]string{"run", "../h", "s"}, 1, `host "../h"`},
 		{[]string{"run", "h", "h:7443", "s"}, 1, "given twice"},
 		{[]string{"run", "help", "s", "--timeout", "x"}, 2, "--timeout"}, // "help" is a host here
+		{[]string{"run", "h", "s", "--max-failures", "1"}, 2, "--max-failures is checked between batches: set --batch too, or use --fail-fast"},
+		{[]string{"run", "h", "s", "--batch-wait", "5s"}, 2, "--batch-wait is the pause between batches: set --batch too"},
+		{[]string{"run", "h", "s", "--batch", "0%"}, 2, "--batch 0%: want at least 1 host"},
+		{[]string{"run", "h", "s", "--batch", "x"}, 2, `--batch "x": want a number of hosts`},
+		{[]string{"run", "--not-tag", "env=prod", "s"}, 2, "--not-tag narrows --all or --tag"},
+		{[]string{"run", "--retry-failed", "0123456789abcdef", "h", "s"}, 2, "--retry-failed takes the script"},
 		{[]string{"ping"}, 2, "at least one host"},
 		{[]string{"status"}, 2, "one request id"},
 		{[]string{"status", "../x"}, 1, "request id"},

@@ -81,19 +81,15 @@ func rolloutOf(c *cli.Context) (control.Rollout, error) {
 		r.BatchWait = d
 	}
 	r.FailFast = c.Bool("fail-fast")
-	switch {
-	case r.Batch != nil && r.Batch.N == 0:
-		return r, cmdutil.Usagef("--batch %s: want at least 1 host (or 1%%) per batch", r.Batch)
-	case r.Batch == nil && r.BatchWait > 0:
-		return r, cmdutil.Usagef("--batch-wait is the pause between batches: add --batch N (or N%%)")
-	case r.Batch == nil && r.MaxFailures != nil:
-		return r, cmdutil.Usagef("--max-failures is checked between batches: add --batch N (or N%%), or use --fail-fast to stop at the first failure")
-	}
-	if err := r.Check(); err != nil {
+	if err := r.CheckAs(flagName); err != nil {
 		return r, cmdutil.Usagef("%v", err)
 	}
 	return r, nil
 }
+
+// flagName is the command line's name of a request field: batch_wait is
+// --batch-wait.
+func flagName(field string) string { return "--" + strings.ReplaceAll(field, "_", "-") }
 
 // selectHosts resolves the selection to the host list, as a usage error
 // when it is empty or contradictory.

@@ -100,17 +100,24 @@ type Rollout struct {
 // batched reports whether r asks for anything but one batch of all.
 func (r Rollout) batched() bool { return r.Batch != nil || r.FailFast }
 
-// Check reports options that cannot work together, as *BadRequestError.
-func (r Rollout) Check() error {
+// Check reports options that cannot work together, as *BadRequestError,
+// naming them as the API's fields do (batch, batch_wait, max_failures,
+// fail_fast).
+func (r Rollout) Check() error { return r.CheckAs(func(field string) string { return field }) }
+
+// CheckAs is Check with the options named by name: the command line
+// passes a function that turns "batch_wait" into "--batch-wait".
+func (r Rollout) CheckAs(name func(field string) string) error {
 	switch {
 	case r.Batch != nil && r.Batch.N == 0:
-		return badRequest(errors.New("batch 0: want at least 1 host or 1% per batch"))
+		return badRequest(fmt.Errorf("%s %s: want at least 1 host, or 1%%, per batch", name("batch"), r.Batch))
 	case r.BatchWait < 0:
-		return badRequest(errors.New("batch wait must not be negative"))
+		return badRequest(fmt.Errorf("%s must not be negative", name("batch_wait")))
 	case r.Batch == nil && r.BatchWait > 0:
-		return badRequest(errors.New("a batch wait needs batches: set a batch size too (--batch N or N%)"))
+		return badRequest(fmt.Errorf("%s is the pause between batches: set %s too", name("batch_wait"), name("batch")))
 	case r.Batch == nil && r.MaxFailures != nil:
-		return badRequest(errors.New("max failures is checked between batches: set a batch size too (--batch N or N%), or use fail-fast"))
+		return badRequest(fmt.Errorf("%s is checked between batches: set %s too, or use %s to stop at the first failure",
+			name("max_failures"), name("batch"), name("fail_fast")))
 	}
 	return nil
 }

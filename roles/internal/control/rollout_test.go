@@ -95,9 +95,9 @@ func TestRolloutCheck(t *testing.T) {
 	}{
 		{Rollout{Batch: amount(t, "0")}, "batch 0"},
 		{Rollout{Batch: amount(t, "0%")}, "batch 0"},
-		{Rollout{BatchWait: time.Second}, "needs batches"},
+		{Rollout{BatchWait: time.Second}, "batch_wait is the pause between batches: set batch too"},
 		{Rollout{Batch: amount(t, "2"), BatchWait: -time.Second}, "negative"},
-		{Rollout{MaxFailures: amount(t, "1")}, "between batches"},
+		{Rollout{MaxFailures: amount(t, "1")}, "max_failures is checked between batches: set batch too, or use fail_fast"},
 	} {
 		var bad *BadRequestError
 		if err := tc.r.Check(); !errors.As(err, &bad) || !strings.Contains(err.Error(), tc.want) {
